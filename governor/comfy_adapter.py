@@ -240,10 +240,13 @@ def install(prompt_server) -> Governor:
     queue_db, state_dir, instance = _paths(folder_paths)
     host = ComfyHost(prompt_server)
     cuda_index, cuda_uuid = _cuda_device()
+    # Slots are per GPU: instances sharing the state directory but not the card do not block each other.
+    device_key = f"gpu-{cuda_uuid}" if cuda_uuid else (f"cuda{cuda_index}" if cuda_index is not None else "cpu")
+    device_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in device_key)
     governor = Governor(
         config_file=ConfigFile(state_dir / "config.json"),
         store=SqliteJobStore(queue_db),
-        leases=LeaseManager(state_dir / "leases", instance),
+        leases=LeaseManager(state_dir / "leases" / device_key, instance),
         probe=build_probe_chain(cuda_index, cuda_uuid),
         host=host,
         instance_id=instance,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 import logging
 import random
@@ -38,7 +39,8 @@ from .workflow_stats import WorkflowStats, workflow_fingerprint
 log = logging.getLogger("restoration_governor.governor")
 
 RUNNING, PAUSED, DRAINING = "running", "paused", "draining"
-ETA_EXACT_LIMIT = 5000  # beyond this many jobs ahead, ETA is extrapolated from the mean
+WORKER_SILENCE_LIMIT = 30.0  # seconds without a dispatch poll (and nothing running) before health fails
+ETA_EXACT_LIMIT = 256  # beyond this many jobs ahead (and no current table), ETA is extrapolated
 
 
 class Host(Protocol):
@@ -116,6 +118,7 @@ class Governor:
         self.stats = WorkflowStats()
         self.metrics = GovernorMetrics(self.metrics_snapshot)
         self.ready = False
+        self.worker_seen: float | None = None  # monotonic time the worker last asked for work
         self._seq = store.max_seq()
         self.dispatch_counter = store.max_dispatch_number()
         self._reserved: Counter[str] = Counter()
@@ -272,13 +275,14 @@ class Governor:
         with self.cond:
             while True:
                 now = self.clock()
+                self.worker_seen = time.monotonic()
                 result = self._try_dispatch(now)
                 if result is not None:
                     return result
                 remaining = None if deadline is None else deadline - now
                 if remaining is not None and remaining <= 0:
                     return Dispatch()
-                poll = 0.25 if self.scheduler else 5.0
+                poll = 0.25 if self.scheduler else 5.0  # also bounds how stale worker_seen can get
                 self.cond.wait(poll if remaining is None else min(remaining, poll))
 
     def _try_dispatch(self, now: float) -> Dispatch | None:
@@ -677,9 +681,23 @@ class Governor:
         return out
 
     def _eta_for(self, job: Job, position: int) -> float | None:
+        """Seconds until ``job`` starts: from the position table when it is current, else by walking the
+        jobs ahead (cheap near the front), else extrapolated from the expected durations."""
+        if position <= 0:  # not waiting: running (starts now) or finished
+            return 0.0 if job.state.active else None
         now = self.clock()
-        if position <= ETA_EXACT_LIMIT or self._positions_version == self.scheduler.version:
-            return self._refresh_positions(now).get(job.prompt_id, (0, None))[1]
+        if self._positions_version == self.scheduler.version:
+            return self._positions.get(job.prompt_id, (0, None))[1]
+        if position <= ETA_EXACT_LIMIT:
+            t: float | None = self._running_remaining(now)
+            for ahead in itertools.islice(self.scheduler, position - 1):
+                if t is not None and ahead.not_before > now:
+                    t = max(t, ahead.not_before - now)
+                expected = self._expected(ahead)
+                t = None if (t is None or expected is None) else t + expected
+            if t is not None and job.not_before > now:
+                t = max(t, job.not_before - now)
+            return None if t is None else round(t, 1)
         expected = self.stats.expected_seconds(job.fingerprint)
         return None if expected is None else round(self._running_remaining(now) + (position - 1) * expected, 1)
 
@@ -769,6 +787,15 @@ class Governor:
             page = candidates[offset:offset + limit]
             return {"jobs": [self.job_view(j) for j in page], "total": len(candidates), "offset": offset,
                     "limit": limit}
+
+    def health(self) -> dict[str, Any]:
+        """Ready, and the worker thread alive: it asks for work every few seconds unless it is running one."""
+        with self.lock:
+            seen = None if self.worker_seen is None else round(time.monotonic() - self.worker_seen, 1)
+            worker_ok = bool(self.running) or (seen is not None and seen < WORKER_SILENCE_LIMIT)
+            return {"ok": self.ready and worker_ok, "ready": self.ready, "worker_seen_s_ago": seen,
+                    "running": len(self.running), "pending": len(self.scheduler), "state": self.state,
+                    "version": __version__}
 
     def counts(self) -> Counter[tuple[str, str]]:
         counts: Counter[tuple[str, str]] = Counter()

@@ -18,7 +18,6 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__
 from .config import effective_admin_token, setting_docs
 from .core import DRAINING, PAUSED, RUNNING, Governor, Ticket
 from .errors import GovernorError, bad_request, forbidden
@@ -268,9 +267,8 @@ def register_routes(routes: web.RouteTableDef, governor: Governor) -> None:
     @routes.get("/governor/health")
     @guarded
     async def health(request: web.Request) -> web.Response:
-        ok = governor.ready
-        return web.json_response({"ok": ok, "version": __version__, "state": governor.state},
-                                 status=200 if ok else 503)
+        report = governor.health()
+        return web.json_response(report, status=200 if report["ok"] else 503)
 
     @routes.get("/governor/status")
     @guarded

@@ -76,9 +76,13 @@ class LeaseManager:
         return self.directory / f"slot-{slot}.holder.json"
 
     def _write_holder(self, slot: int, holder: dict) -> None:
-        tmp = self._holder_path(slot).with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(holder))
-        os.replace(tmp, self._holder_path(slot))
+        # A plain overwrite (no fsync, no rename): it is a note for the status page, and a torn read
+        # only shows an empty holder.
+        path = self._holder_path(slot)
+        if holder:
+            path.write_text(json.dumps(holder))
+        else:
+            path.unlink(missing_ok=True)
 
     def _read_holder(self, slot: int) -> dict:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from governor_fakes import FakeClock, FakeProbe, make_governor, oom_messages, run_next, submit
+from governor_fakes import FakeClock, FakeProbe, crash, make_governor, oom_messages, run_next, submit
 
 from restoration_governor.governor.errors import GovernorError
 from restoration_governor.governor.jobs import JobState, Priority, Reason
@@ -240,7 +240,7 @@ def test_restart_restores_queue_order_and_reruns_the_running_prompt(tmp_path):
     jobs = [submit(gov, c) for c in "AABBC"]
     running = gov.dispatch(0).job
     expected = [j.prompt_id for j in gov.scheduler]
-    del gov  # a crash: nothing is flushed or closed
+    crash(gov)
     again, _ = make_governor(tmp_path, retry_attempts=1)
     restored = [j.prompt_id for j in again.scheduler]
     assert restored == [running.prompt_id, *expected]
@@ -249,7 +249,7 @@ def test_restart_restores_queue_order_and_reruns_the_running_prompt(tmp_path):
     assert len(jobs) == 5
     # crash it again while it runs its second (last allowed) attempt: now it is failed, not rerun
     assert again.dispatch(0).job.prompt_id == running.prompt_id
-    del again
+    crash(again)
     third, _ = make_governor(tmp_path, retry_attempts=1)
     assert third.find(running.prompt_id).reason is Reason.MAX_ATTEMPTS
     assert [j.prompt_id for j in third.scheduler] == expected
@@ -363,3 +363,11 @@ def test_priority_change_and_retry_api(tmp_path):
     again = gov.retry(a.prompt_id, client_id="c1", admin=False)
     assert again.state is JobState.PENDING and again.attempts == 0 and a.prompt_id not in host.history
     assert [j.prompt_id for j in gov.scheduler] == [b.prompt_id, a.prompt_id]
+
+
+def test_admission_info_for_a_job_that_already_started(tmp_path):
+    gov, _ = make_governor(tmp_path)
+    job = submit(gov)
+    gov.dispatch(0)  # the worker took it before the HTTP answer was built
+    info = gov.admission_info(job)
+    assert info["position"] == 0 and info["eta_s"] == 0.0 and info["state"] == "running"
