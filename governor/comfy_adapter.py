@@ -98,7 +98,7 @@ def build_queue_class(base: type):
             self.server.queue_updated()
 
         def get(self, timeout=None):
-            result = self.governor.dispatch(timeout)
+            result = self.governor.dispatch(timeout, wake=lambda: bool(self.flags))
             if result.release_models:
                 # The worker handles flags right after get() returns: it unloads the models, then asks again.
                 self.set_flag("unload_models", True)

@@ -269,8 +269,12 @@ class Governor:
     # =============================================================================================
     # dispatch (worker thread)
     # =============================================================================================
-    def dispatch(self, timeout: float | None) -> Dispatch:
-        """Block until a prompt may start (returned with its lease held) or ``timeout`` passes."""
+    def dispatch(self, timeout: float | None, wake: Callable[[], bool] | None = None) -> Dispatch:
+        """Block until a prompt may start (returned with its lease held) or ``timeout`` passes.
+
+        ``wake()`` is checked whenever the condition is notified: when it is true the call returns
+        empty at once (ComfyUI's worker must handle ``/free`` flags promptly).
+        """
         deadline = None if timeout is None else self.clock() + timeout
         with self.cond:
             while True:
@@ -279,6 +283,8 @@ class Governor:
                 result = self._try_dispatch(now)
                 if result is not None:
                     return result
+                if wake is not None and wake():
+                    return Dispatch()
                 remaining = None if deadline is None else deadline - now
                 if remaining is not None and remaining <= 0:
                     return Dispatch()

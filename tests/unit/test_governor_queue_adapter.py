@@ -134,3 +134,18 @@ def test_a_closed_memory_gate_asks_the_worker_to_unload_models(tmp_path):
     q.put((0, "p", {}, {}, [], {}))
     assert q.get(timeout=0) is None
     assert q.flags == {"unload_models": True}
+
+
+def test_free_memory_flags_wake_a_waiting_worker_at_once(tmp_path):
+    import time
+
+    _, q = _queue(tmp_path, Queue075, True)
+    got = []
+    worker = threading.Thread(target=lambda: got.append(q.get(timeout=1000)))
+    started = time.monotonic()
+    worker.start()
+    time.sleep(0.2)
+    q.set_flag("free_memory", True)  # what POST /free does
+    worker.join(5)
+    assert not worker.is_alive() and got == [None]
+    assert time.monotonic() - started < 3
