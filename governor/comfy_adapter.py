@@ -263,6 +263,7 @@ def install(prompt_server) -> Governor:
     for item in list(getattr(old, "queue", [])):  # nothing is queued this early, but never drop a prompt
         queue.put(item)
 
+    _hide_retried_attempt_events(prompt_server, governor)
     prompt_server.app.middlewares.append(make_middleware(governor))
     register_routes(prompt_server.routes, governor)
     watchdog = _Watchdog(governor)
@@ -279,6 +280,19 @@ def install(prompt_server) -> Governor:
     prompt_server.restoration_governor = governor
     log.info("restoration-governor: queue governed (instance %s, queue %s, state %s)", instance, queue_db, state_dir)
     return governor
+
+
+def _hide_retried_attempt_events(prompt_server, governor: Governor) -> None:
+    """Filter ComfyUI's events so a retried attempt does not look like the prompt's end to its client."""
+    send_sync = prompt_server.send_sync
+
+    def governed_send_sync(event, data, sid=None):
+        if event in ("execution_error", "executing") and isinstance(data, dict) \
+                and governor.hides_attempt_event(event, data):
+            return
+        send_sync(event, data, sid)
+
+    prompt_server.send_sync = governed_send_sync
 
 
 async def _recover(governor: Governor, execution) -> None:

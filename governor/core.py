@@ -399,8 +399,7 @@ class Governor:
             record = failure.record(job.attempts, now)
             record["reason"] = failure_reason.value
             job.errors.append(record)
-            if (state is JobState.FAILED and failure_reason in (Reason.OOM, Reason.TRANSIENT, Reason.ERROR)
-                    and is_retryable(failure, cfg.retry_node_errors) and job.attempts < job.max_attempts):
+            if state is JobState.FAILED and (job.retry_planned or self._will_retry(job, messages)):
                 self.metrics.exec_seconds.labels("retried").observe(elapsed)
                 self._retry(job, failure_reason, now)
                 return Completion(False, {}, free_memory=failure_reason is Reason.OOM)
@@ -408,8 +407,36 @@ class Governor:
             self._finalize(job, state, failure_reason)
             return Completion(True, self._history_info(job))
 
+    def _will_retry(self, job: Job, messages: list | None) -> bool:
+        if job.interrupt_reason is not None:
+            return False
+        failure = classify(messages, self.config.transient_exceptions)
+        return (failure.reason in (Reason.OOM, Reason.TRANSIENT, Reason.ERROR)
+                and is_retryable(failure, self.config.retry_node_errors) and job.attempts < job.max_attempts)
+
+    def hides_attempt_event(self, event: str, data: dict[str, Any]) -> bool:
+        """True for ComfyUI's end-of-attempt events of an attempt that will be retried.
+
+        ComfyUI tells the client ``execution_error`` and then ``executing {node: null}`` when an
+        attempt fails; for an attempt the governor retries, a plain client would stop waiting (or
+        raise) although the prompt goes on. Hidden, the client sees one prompt that ends once,
+        with its final outcome; the governor's own ``governor.job`` events announce the retry.
+        """
+        prompt_id = data.get("prompt_id")
+        with self.lock:
+            job = self.jobs.get(prompt_id) if isinstance(prompt_id, str) else None
+            if job is None:
+                return False
+            if event == "execution_error" and prompt_id in self.running:
+                if self._will_retry(job, [["execution_error", data]]):
+                    job.retry_planned = True  # complete() keeps this promise even if settings change meanwhile
+                    return True
+                return False
+            return event == "executing" and data.get("node") is None and job.state.queued
+
     def _retry(self, job: Job, reason: Reason, now: float) -> None:
         cfg = self.config
+        job.retry_planned = False
         delay = backoff_delay(job.attempts, cfg.retry_backoff, cfg.retry_backoff_max, cfg.retry_jitter, self.rng)
         self.metrics.retries.labels(reason.value).inc()
         job.not_before = now + delay
@@ -667,7 +694,8 @@ class Governor:
             job = self.jobs[prompt_id]
             expected = self._expected(job)
             if expected is not None and job.started_at is not None:
-                remaining = max(remaining, expected - (now - job.started_at))
+                # A run that overruns its usual time is not about to end: keep a tenth of it as the estimate.
+                remaining = max(remaining, expected - (now - job.started_at), 0.1 * expected)
         return max(0.0, remaining)
 
     def _refresh_positions(self, now: float) -> dict[str, tuple[int, float | None]]:

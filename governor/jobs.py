@@ -99,6 +99,7 @@ class Job:
     gate_wait_since: float | None = None
     released_models_for_wait: bool = False
     interrupt_reason: Reason | None = None  # set when the governor interrupts a running job
+    retry_planned: bool = False  # the attempt's error was hidden from the client: it will be retried
     interrupted_at: float | None = None
     memory_baseline: int | None = None
 

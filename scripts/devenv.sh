@@ -106,12 +106,13 @@ run() {
 }
 
 ensure_chromium() {
-  # Browser tests drive Debian's chromium through Playwright (never a downloaded browser).
-  if [[ -x /usr/bin/chromium ]]; then return 0; fi
+  # Browser tests drive Debian's chromium through Playwright (never a downloaded browser); a CJK font
+  # makes the zh-CN screenshots readable.
+  if [[ -x /usr/bin/chromium && -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]]; then return 0; fi
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-    log "installing Debian chromium for the browser tests"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ||
-      log "could not install chromium"
+    log "installing Debian chromium (and a CJK font) for the browser tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei \
+      >/dev/null) || log "could not install chromium"
   fi
 }
 

@@ -35,6 +35,13 @@ async def test_an_oom_that_happens_once_is_retried_and_succeeds(gov_client: Comf
     assert final["attempts"] == 2
     assert final["errors"][0]["reason"] == "oom" and "out of memory" in final["errors"][0]["message"]
     assert [m for m in stream.of_type("governor.job", pid) if m.data["event"] == "retry"]
+    # A plain ComfyUI client sees one prompt that ends once, successfully: the retried attempt's
+    # execution_error and executing(null) are not sent to it.
+    await stream.wait_for(lambda m: m.type == "executing" and m.data.get("prompt_id") == pid
+                          and m.data.get("node") is None, 10)
+    assert stream.of_type("execution_error", pid) == []
+    assert len(stream.of_type("execution_start", pid)) == 2
+    assert len([m for m in stream.of_type("executing", pid) if m.data.get("node") is None]) == 1
     after = await metrics(c)
     assert value(after, "governor_retries_total", failure_class="oom") == \
         value(before, "governor_retries_total", failure_class="oom") + 1

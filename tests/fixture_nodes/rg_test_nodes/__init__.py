@@ -1,8 +1,9 @@
 """Small nodes that make queue behaviour testable on a CPU-only ComfyUI.
 
 Loaded by the test harness through ``--extra-model-paths-config`` (``custom_nodes:``), never
-installed for users. Every node re-runs on every prompt (``IS_CHANGED`` is NaN) so ComfyUI's
-output cache never turns a test job into a zero-second no-op.
+installed for users. Every node re-runs on every prompt (``IS_CHANGED`` returns a fresh value) so
+ComfyUI's output cache never turns a test job into a zero-second no-op. (Not NaN: ComfyUI 0.3.75
+copies the value into ``/queue`` and ``/history``, and NaN is not valid JSON for a browser.)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class _AlwaysRun:
 
     @classmethod
     def IS_CHANGED(cls, **_kwargs):  # noqa: N802 - ComfyUI's name
-        return float("nan")
+        return time.time_ns()
 
 
 def _done(text: str):
