@@ -33,7 +33,6 @@ use_repo_packages()
 from harness.client import ComfyClient  # noqa: E402
 from harness.comfy_server import ComfyServer  # noqa: E402
 from harness.graphs import sleep_prompt  # noqa: E402
-
 from restoration_governor.governor.config import ConfigFile  # noqa: E402
 from restoration_governor.governor.core import Governor, Ticket  # noqa: E402
 from restoration_governor.governor.jobs import Job, Priority  # noqa: E402

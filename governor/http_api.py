@@ -297,33 +297,26 @@ def register_routes(routes: web.RouteTableDef, governor: Governor) -> None:
     async def get_job(request: web.Request) -> web.Response:
         return web.json_response(governor.job_view(governor.find(request.match_info["prompt_id"])))
 
-    @routes.post("/governor/jobs/{prompt_id}/cancel")
-    @guarded
-    async def cancel_job(request: web.Request) -> web.Response:
-        body = await body_of(request)
-        job = governor.cancel(request.match_info["prompt_id"], client_id=requester(request, body),
-                              admin=governor.is_admin(request.headers, request.remote))
-        return web.json_response(governor.job_view(job))
+    def job_action(action: str, act) -> None:
+        """``POST /governor/jobs/{id}/<action>``: ``act(prompt_id, body, client_id=, admin=)`` returns the job."""
+        @routes.post(f"/governor/jobs/{{prompt_id}}/{action}")
+        @guarded
+        async def handler(request: web.Request) -> web.Response:
+            body = await body_of(request)
+            job = act(request.match_info["prompt_id"], body, client_id=requester(request, body),
+                      admin=governor.is_admin(request.headers, request.remote))
+            return web.json_response(governor.job_view(job))
+        handler.__name__ = f"job_{action}"
 
-    @routes.post("/governor/jobs/{prompt_id}/priority")
-    @guarded
-    async def job_priority(request: web.Request) -> web.Response:
-        body = await body_of(request)
+    def parse_priority(body: dict) -> Priority:
         try:
-            priority = Priority.parse(body.get("priority"))
+            return Priority.parse(body.get("priority"))
         except ValueError as e:
             raise bad_request("invalid_priority", "Invalid priority", str(e)) from None
-        job = governor.set_priority(request.match_info["prompt_id"], priority, client_id=requester(request, body),
-                                    admin=governor.is_admin(request.headers, request.remote))
-        return web.json_response(governor.job_view(job))
 
-    @routes.post("/governor/jobs/{prompt_id}/retry")
-    @guarded
-    async def retry_job(request: web.Request) -> web.Response:
-        body = await body_of(request)
-        job = governor.retry(request.match_info["prompt_id"], client_id=requester(request, body),
-                             admin=governor.is_admin(request.headers, request.remote))
-        return web.json_response(governor.job_view(job))
+    job_action("cancel", lambda pid, body, **who: governor.cancel(pid, **who))
+    job_action("retry", lambda pid, body, **who: governor.retry(pid, **who))
+    job_action("priority", lambda pid, body, **who: governor.set_priority(pid, parse_priority(body), **who))
 
     def state_route(path: str, state: str):
         @routes.post(path)

@@ -97,7 +97,7 @@ def _fetch_into(remote: RemoteFile, part: Path, progress: ProgressFn | None, tim
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - URL comes from our own table
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # asked past the end: the part may already be whole
             if remote.size is not None and have == remote.size:

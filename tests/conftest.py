@@ -20,8 +20,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.comfy_server import ComfyServer  # noqa: E402
-from harness.paths import ARTIFACTS_DIR, COMFYUI_DIR, REPO_ROOT  # noqa: E402
+from harness.comfy_server import ComfyServer
+from harness.paths import ARTIFACTS_DIR, COMFYUI_DIR, REPO_ROOT
 
 PACKAGE_ALIAS = "restoration_governor"
 

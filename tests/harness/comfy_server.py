@@ -114,7 +114,7 @@ class ComfyServer:
         env = os.environ.copy()
         env.update({"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"})
         env.update(self.env)
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _close_log
+        self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"\n===== start {time.strftime('%H:%M:%S')} {' '.join(self.command())}\n".encode())
         self._log_file.flush()
         self.proc = subprocess.Popen(

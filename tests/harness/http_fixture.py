@@ -25,7 +25,7 @@ class FileServer:
             def log_message(self, *args):  # keep test output clean
                 pass
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 served = server.files.get(self.path)
                 if served is None:
                     self.send_error(404)

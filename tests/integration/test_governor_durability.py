@@ -49,7 +49,7 @@ async def test_two_servers_sharing_a_state_dir_respect_max_concurrent(comfy_serv
         ids_a, ids_b = await batch("one")
         done_a, done_b = await asyncio.gather(wait_all_history(ca, ids_a), wait_all_history(cb, ids_b))
         intervals = sorted(run_interval(e) for e in [*done_a.values(), *done_b.values()])
-        overlaps = sum(1 for x, y in zip(intervals, intervals[1:]) if y[0] < x[1])
+        overlaps = sum(1 for x, y in zip(intervals, intervals[1:], strict=False) if y[0] < x[1])
         assert overlaps == 0, f"max_concurrent=1 across both servers, yet runs overlapped: {intervals}"
 
         (await ca.patch("/governor/config", {"max_concurrent": 2})).ok()  # shared file: b reloads it
@@ -60,7 +60,7 @@ async def test_two_servers_sharing_a_state_dir_respect_max_concurrent(comfy_serv
         ids_a, ids_b = await batch("two")
         done_a, done_b = await asyncio.gather(wait_all_history(ca, ids_a), wait_all_history(cb, ids_b))
         intervals = sorted(run_interval(e) for e in [*done_a.values(), *done_b.values()])
-        overlaps = sum(1 for x, y in zip(intervals, intervals[1:]) if y[0] < x[1])
+        overlaps = sum(1 for x, y in zip(intervals, intervals[1:], strict=False) if y[0] < x[1])
         assert overlaps >= 1, f"with max_concurrent=2 the two servers should run side by side: {intervals}"
 
         # A lease holder that dies (kill -9) frees its slot: the other server's prompt starts.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from restoration_governor.restoration.batching import is_out_of_memory, run_in_chunks
 
 

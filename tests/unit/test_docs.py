@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from harness.paths import REPO_ROOT
-
 from restoration_governor.governor.config import setting_docs
 
 

@@ -7,7 +7,6 @@ import os
 
 import pytest
 from harness.http_fixture import FileServer, ServedFile
-
 from restoration_governor.restoration.download import DownloadError, RemoteFile, download
 
 BODY = os.urandom(3 * (1 << 20) + 12345)

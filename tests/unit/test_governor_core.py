@@ -6,7 +6,6 @@ import sqlite3
 
 import pytest
 from governor_fakes import FakeClock, FakeProbe, crash, make_governor, oom_messages, run_next, submit
-
 from restoration_governor.governor.errors import GovernorError
 from restoration_governor.governor.jobs import JobState, Priority, Reason
 

@@ -7,7 +7,6 @@ import random
 
 import pytest
 from PIL import Image
-
 from restoration_governor.governor.auth import is_admin, is_loopback
 from restoration_governor.governor.config import ConfigError, ConfigFile, GovernorConfig, apply_patch
 from restoration_governor.governor.errors import GovernorError

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 
 from governor_fakes import make_governor
-
 from restoration_governor.governor.comfy_adapter import build_queue_class
 from restoration_governor.governor.core import Ticket
 from restoration_governor.governor.http_api import ADMISSION_TICKET

@@ -6,8 +6,8 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 
+import tomllib
 from harness.paths import REPO_ROOT
 
 
