@@ -341,9 +341,8 @@ class Governor:
         self._gate_head = head.prompt_id
 
     def _read_memory(self) -> MemoryReading | None:
-        reading = self.probe.read()
-        self._last_reading = reading
-        return reading
+        self._last_reading = self.probe.read()
+        return self._last_reading
 
     def _start(self, job: Job, lease: Lease, now: float, reading: MemoryReading | None) -> None:
         self._unqueue(job, dispatched=True)
@@ -379,8 +378,7 @@ class Governor:
             if lease is not None:
                 self.leases.release(lease)
             elapsed = now - (job.started_at or now)
-            job.exec_seconds = elapsed
-            self._sample_peak(job)
+            job.exec_seconds = elapsed  # (peaks were sampled by the watchdog while it ran)
             cfg = self.config
             if success:
                 self.stats.record(job.fingerprint, elapsed, job.peak_memory)

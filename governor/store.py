@@ -47,7 +47,9 @@ _COLUMNS = (
 _UPDATE_COLUMNS = tuple(c for c in _COLUMNS if c not in ("prompt_id", "seq", "prompt", "outputs", "created_at",
                                                           "client_id", "fair_key", "fingerprint"))
 
-_SCHEMA = f"""
+# No secondary indexes: rows are looked up by prompt_id, and the by-state scans happen at start-up
+# (and a prune every 100 finished jobs). Each index would cost every dispatch and completion a write.
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     prompt_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, priority TEXT NOT NULL,
     tier INTEGER NOT NULL, lane INTEGER NOT NULL, vstart REAL NOT NULL, client_id TEXT, fair_key TEXT NOT NULL,
@@ -56,8 +58,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     max_attempts INTEGER NOT NULL, queue_timeout REAL, not_before REAL, reason TEXT, errors TEXT NOT NULL,
     fingerprint TEXT, idempotency_key TEXT, dispatch_number INTEGER, exec_seconds REAL, peak_memory INTEGER
 );
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at) WHERE state IN {FINAL_STATES!r};
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at REAL NOT NULL);
 """
