@@ -373,7 +373,8 @@ function hookPromptRequests(ui) {
       const body = JSON.parse(init.body);
       const priority = ui.priorityForNewPrompt();
       const given = body?.extra_data?.governor?.priority;
-      if (priority && body && typeof body === "object" && !given) {
+      // "Queue front" is its own request for priority: the default setting does not override it.
+      if (priority && body && typeof body === "object" && !given && !body.front) {
         body.extra_data = { ...(body.extra_data || {}) };
         body.extra_data.governor = { ...(body.extra_data.governor || {}), priority };
         request = { ...init, body: JSON.stringify(body) };

@@ -48,11 +48,13 @@ async def test_page_loads_clean_and_the_tab_shows_the_governor_with_admin_contro
         "aria-label", "Queue governor: my prompts, the shared GPU and the queue")
     await p.open_governor_tab()
     panel = p.page.locator(".rg-panel")
-    assert (await panel.locator(".rg-title").inner_text()) == "Governor"
+    # The panel fills its labels when its first status arrives: wait for them, never race them.
+    await expect(panel.locator(".rg-title")).to_have_text("Governor")
     await panel.locator(".rg-pill", has_text="Running").wait_for()
+    await expect(panel.locator(".rg-facts")).to_contain_text("of 1 in use")
     facts = " ".join((await panel.locator(".rg-facts").inner_text()).split())
     assert "RAM" in facts and "of 1 in use" in facts, facts  # a --cpu server gates on system RAM
-    assert await panel.locator(".rg-empty").inner_text() == "Nothing queued from this browser tab yet."
+    await expect(panel.locator(".rg-empty")).to_have_text("Nothing queued from this browser tab yet.")
     assert await panel.locator(".rg-notice").is_hidden()
 
     # Loopback with no admin token may administer: the admin section works.
@@ -125,10 +127,10 @@ async def test_retry_and_failure_show_toasts_and_the_panel_can_retry(comfy_page,
 
     broken = await _queue(c, fail_prompt(f"value-{key}", failures=5, error="value"), p.client_id)
     toast = await p.wait_toast("Failed")
-    assert "ValueError" in await toast.inner_text()
+    await expect(toast).to_contain_text("ValueError")
     await p.wait_row_state(broken, "failed")
     row = p.row(broken)
-    assert "rg_test failure 1/5" in await row.locator(".rg-job-error").inner_text()
+    await expect(row.locator(".rg-job-error")).to_contain_text("rg_test failure 1/5")
     # A real failure still gets ComfyUI's own error dialog.
     dialog = p.page.locator(".p-dialog", has_text="rg_test failure 1/5")
     await dialog.wait_for(state="visible")
@@ -178,8 +180,8 @@ async def test_chinese_browser_gets_chinese_labels(comfy_page, gov_http):
         "aria-label", "队列调度：我的任务、共享显卡和队列状态")
     await p.open_governor_tab()
     panel = p.page.locator(".rg-panel")
-    assert await panel.locator(".rg-title").inner_text() == "队列调度"
-    assert await panel.locator(".rg-mine h3").inner_text() == "我的任务"
+    await expect(panel.locator(".rg-title")).to_have_text("队列调度")
+    await expect(panel.locator(".rg-mine h3")).to_have_text("我的任务")
     (await c.post("/governor/pause")).ok()
     queued = await _queue(c, sleep_prompt(0.1, "zh"), p.client_id)
     await p.page.locator(".rg-indicator", has_text="排队中 — 第 1 位，共 1 个").wait_for()
@@ -238,7 +240,7 @@ async def test_missing_governor_api_is_reported_once_without_an_error_storm(comf
     await p.open_governor_tab()
     notice = p.page.locator(".rg-notice")
     await notice.wait_for(state="visible")
-    assert "no queue governor API" in await notice.inner_text()
+    await expect(notice).to_contain_text("no queue governor API")
     assert await p.page.locator(".rg-notice:visible").count() == 1
     opened = len(requests)
     await p.page.wait_for_timeout(8000)
