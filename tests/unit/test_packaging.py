@@ -26,6 +26,7 @@ def test_pyproject_is_fit_for_the_comfy_registry():
     assert comfy["PublisherId"]
     assert comfy["DisplayName"] == "Restoration Governor — DDColor, GPEN and a queue governor"
     assert comfy["Icon"].startswith("https://")
+    assert (REPO_ROOT / comfy["Icon"].split("/main/", 1)[1]).is_file(), "the icon the registry shows is in the repo"
     assert comfy["requires-comfyui"]
     assert "web" not in comfy, "WEB_DIRECTORY already serves web/; [tool.comfy].web would load the JS twice"
 
