@@ -8,6 +8,7 @@ level: it calls these helpers at run time instead.
 from __future__ import annotations
 
 import importlib
+import logging
 from types import ModuleType
 
 
@@ -43,3 +44,17 @@ def throw_if_interrupted() -> None:
     except ImportError:  # plain-torch use outside ComfyUI: nothing can interrupt us
         return
     mm.throw_exception_if_processing_interrupted()
+
+
+def show_node_text(text: str, node_id: str | None) -> None:
+    """Show ``text`` under the running node (ComfyUI's progress text) when a server is running.
+
+    A UI nicety: it never fails the node.
+    """
+    server = prompt_server()
+    if server is None or node_id is None or not hasattr(server, "send_progress_text"):
+        return
+    try:
+        server.send_progress_text(text, node_id)
+    except Exception:
+        logging.getLogger("restoration_governor").debug("could not send progress text", exc_info=True)

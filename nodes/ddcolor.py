@@ -183,14 +183,12 @@ class DDColorColorize:
 
 
 def _tell_user(notes: list[str], node_id: str | None) -> None:
-    """Log each note and show it on the node (progress text) when running in a server."""
+    """Log each note and show it on the node."""
     if not notes:
         return
     text = "; ".join(notes)
     log.warning("DDColor Colorize: %s", text)
-    server = comfy_bridge.prompt_server()
-    if server is not None and node_id is not None:
-        server.send_progress_text(text, node_id)
+    comfy_bridge.show_node_text(text, node_id)
 
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {

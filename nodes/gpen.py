@@ -162,15 +162,6 @@ def _chunking(total_hint: int):
     )
 
 
-def _show_note(unique_id: str | None, text: str) -> None:
-    server = comfy_bridge.prompt_server()
-    if server is not None and unique_id is not None and hasattr(server, "send_progress_text"):
-        try:
-            server.send_progress_text(text, unique_id)
-        except Exception:  # a UI nicety: never fail the node for it
-            log.debug("could not send progress text", exc_info=True)
-
-
 # -- nodes --------------------------------------------------------------------------------------------
 
 class GPENModelLoader:
@@ -278,7 +269,7 @@ class GPENRestoreFaces:
         summary = f"{sum(result.faces_restored)} face(s) restored"
         if notes:
             summary += "; " + "; ".join(notes)
-        _show_note(unique_id, summary)
+        comfy_bridge.show_node_text(summary, unique_id)
         return {"ui": {"text": [summary]},
                 "result": (result.images.to(out_device), result.masks.to(out_device))}
 
