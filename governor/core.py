@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -473,6 +473,7 @@ class Governor:
         if self._finished_since_prune >= 100:
             self._finished_since_prune = 0
             self.store.prune_finished(self.config.history_retention)
+            self.store.idempotency_prune(now)
         self._sent.pop(job.prompt_id, None)
         self._emit_job(job)
 
@@ -696,21 +697,24 @@ class Governor:
                 remaining = max(remaining, expected - (now - job.started_at), 0.1 * expected)
         return max(0.0, remaining)
 
+    def _etas(self, jobs: Iterable[Job], now: float) -> Iterator[tuple[Job, float | None]]:
+        """Each of ``jobs`` (in dispatch order, from the front) with its seconds until start."""
+        t: float | None = self._running_remaining(now)
+        for job in jobs:
+            if t is not None and job.not_before > now:
+                t = max(t, job.not_before - now)
+            yield job, None if t is None else round(t, 1)
+            expected = self._expected(job)
+            t = None if (t is None or expected is None) else t + expected
+
     def _refresh_positions(self, now: float) -> dict[str, tuple[int, float | None]]:
         """Position and ETA (seconds until start) of every queued job: one pass in dispatch order."""
         if self._positions_version == self.scheduler.version and self._positions:
             return self._positions
-        out: dict[str, tuple[int, float | None]] = {}
-        t: float | None = self._running_remaining(now)
-        for position, job in enumerate(self.scheduler, start=1):
-            if t is not None and job.not_before > now:
-                t = max(t, job.not_before - now)
-            out[job.prompt_id] = (position, None if t is None else round(t, 1))
-            expected = self._expected(job)
-            t = None if (t is None or expected is None) else t + expected
-        self._positions = out
+        self._positions = {job.prompt_id: (position, eta)
+                           for position, (job, eta) in enumerate(self._etas(self.scheduler, now), start=1)}
         self._positions_version = self.scheduler.version
-        return out
+        return self._positions
 
     def _eta_for(self, job: Job, position: int) -> float | None:
         """Seconds until ``job`` starts: from the position table when it is current, else by walking the
@@ -721,15 +725,8 @@ class Governor:
         if self._positions_version == self.scheduler.version:
             return self._positions.get(job.prompt_id, (0, None))[1]
         if position <= ETA_EXACT_LIMIT:
-            t: float | None = self._running_remaining(now)
-            for ahead in itertools.islice(self.scheduler, position - 1):
-                if t is not None and ahead.not_before > now:
-                    t = max(t, ahead.not_before - now)
-                expected = self._expected(ahead)
-                t = None if (t is None or expected is None) else t + expected
-            if t is not None and job.not_before > now:
-                t = max(t, job.not_before - now)
-            return None if t is None else round(t, 1)
+            walked = list(self._etas(itertools.islice(self.scheduler, position), now))
+            return walked[-1][1] if walked else None
         expected = self.stats.expected_seconds(job.fingerprint)
         return None if expected is None else round(self._running_remaining(now) + (position - 1) * expected, 1)
 

@@ -370,3 +370,15 @@ def test_admission_info_for_a_job_that_already_started(tmp_path):
     gov.dispatch(0)  # the worker took it before the HTTP answer was built
     info = gov.admission_info(job)
     assert info["position"] == 0 and info["eta_s"] == 0.0 and info["state"] == "running"
+
+
+def test_expired_idempotency_keys_are_removed_from_the_store(tmp_path):
+    clock = FakeClock()
+    gov, _ = make_governor(tmp_path, clock=clock, idempotency_ttl=60)
+    gov.idempotency_remember("old", {"prompt_id": "p0"})
+    clock.advance(61)
+    for _ in range(100):  # the store is tidied every 100 finished jobs
+        submit(gov)
+        run_next(gov)
+    rows = sqlite3.connect(tmp_path / "queue-a.sqlite3").execute("SELECT key FROM idempotency").fetchall()
+    assert rows == []
