@@ -17,9 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from harness.comfy_server import ComfyServer
 from harness.paths import ARTIFACTS_DIR, COMFYUI_DIR, REPO_ROOT
 
@@ -38,6 +35,7 @@ def _register_package_alias() -> None:
 _register_package_alias()
 
 _SERVERS_KEY = pytest.StashKey[list]()
+
 
 
 def _used_servers(request: pytest.FixtureRequest) -> list[ComfyServer]:
