@@ -5,8 +5,8 @@ Usage::
 
     api = ui_to_api(json.loads(ui_path.read_text()), object_info)   # object_info: GET /object_info
 
-A pack ships both formats of a template (``workflows/<Name>.json`` and
-``workflows/api/<Name>.json``); a test converts the first and compares it with the second, so the
+A pack ships both formats of a template (``example_workflows/<Name>.json`` and
+``api_workflows/<Name>.json``); a test converts the first and compares it with the second, so the
 two cannot drift apart.
 
 What it covers (frontend 1.32 serialisation):
@@ -108,25 +108,25 @@ def _extra_widgets(name: str, kind: Any, options: Mapping[str, Any]) -> int:
 
 
 def template_names() -> list[str]:
-    """Every template the pack ships (``workflows/<Name>.json``)."""
+    """Every template the pack ships (``example_workflows/<Name>.json``)."""
     from .paths import REPO_ROOT
 
-    return sorted(p.stem for p in (REPO_ROOT / "workflows").glob("*.json"))
+    return sorted(p.stem for p in (REPO_ROOT / "example_workflows").glob("*.json"))
 
 
 def load_template(name: str) -> dict[str, Any]:
-    """The graph-editor template ``workflows/<name>.json``."""
+    """The graph-editor template ``example_workflows/<name>.json``."""
     import json
 
     from .paths import REPO_ROOT
 
-    return json.loads((REPO_ROOT / "workflows" / f"{name}.json").read_text())
+    return json.loads((REPO_ROOT / "example_workflows" / f"{name}.json").read_text())
 
 
 def load_api_twin(name: str) -> dict[str, Any]:
-    """The API-format twin ``workflows/api/<name>.json``."""
+    """The API-format twin ``api_workflows/<name>.json``."""
     import json
 
     from .paths import REPO_ROOT
 
-    return json.loads((REPO_ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    return json.loads((REPO_ROOT / "api_workflows" / f"{name}.json").read_text())

@@ -46,7 +46,7 @@ async def test_web_extension_is_listed_and_served(comfy_server):
 
 
 async def test_workflow_templates_are_listed_and_served(comfy_server):
-    shipped = sorted(p.stem for p in (REPO_ROOT / "workflows").glob("*.json"))
+    shipped = sorted(p.stem for p in (REPO_ROOT / "example_workflows").glob("*.json"))
     assert shipped, "the pack ships workflow templates"
     async with ComfyClient(comfy_server.url) as c:
         listed = (await c.get("/workflow_templates")).ok().body
