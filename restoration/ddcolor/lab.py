@@ -56,7 +56,7 @@ def _lightness_table() -> np.ndarray:
     blue, green, red = np.meshgrid(grid, grid, grid, indexing="ij")
     y_row = (_SRGB_TO_XYZ[1] / _WHITE[1]).astype(np.float32)
     y = (blue * y_row[2] + green * y_row[1]) + red * y_row[0]  # float32, in OpenCV's order of operations
-    fy = np.cbrt(y)
+    fy = np.cbrt(y.astype(np.float64)).astype(np.float32)  # correctly rounded: numpy's float32 SIMD cbrt varies by CPU
     lightness = np.where(y > np.float32(_LIN_THRESHOLD), np.float32(116) * fy - np.float32(16),
                          np.float32(_L_SLOPE) * y)
     return np.rint(np.float32(1 << _BASE_SHIFT) * lightness / np.float32(100)).astype(np.int32)
