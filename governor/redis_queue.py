@@ -40,7 +40,8 @@ from typing import Any
 
 from .redis_jobs import MAX_TAG, QueuedJob, key_prefix, load_script, text
 
-_SCRIPTS = ("push", "take", "remove", "requeue", "promote", "page", "finish", "retry", "requeue_running")
+_SCRIPTS = ("push", "take", "remove", "requeue", "promote", "page", "finish", "retry", "requeue_running",
+            "position")
 
 
 @dataclass
@@ -113,12 +114,9 @@ class RedisQueue:
         return [text(p) for p in self._run("promote", repr(float(now)), repr(float(self.aging_interval)))]
 
     def position(self, prompt_id: str) -> int | None:
-        """1-based position among pending jobs (ZRANK, O(log n)); None if not pending. Two reads."""
-        member = self.client.hget(self._key("job:" + prompt_id), "member")
-        if not member:
-            return None
-        rank = self.client.zrank(self._key("pending"), member)
-        return None if rank is None else rank + 1
+        """1-based position among pending jobs (ZRANK, O(log n), one script); None if not pending."""
+        rank = self._run("position", prompt_id)
+        return None if rank is None or rank is False else int(rank) + 1
 
     def page(self, offset: int = 0, limit: int = 50, *, payload: bool = False) -> list[QueuedJob]:
         """Pending jobs ``offset .. offset+limit-1`` in dispatch order (O(log n + limit), one script)."""

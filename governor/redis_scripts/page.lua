@@ -1,19 +1,17 @@
--- page: ARGV = prefix, offset, limit. Pending jobs in dispatch order, each as a flat hash list
--- (without the payload field unless ARGV[4] == '1'). O(log n + limit).
-local ids = redis.call('ZRANGE', P .. 'pending', tonumber(ARGV[2]), tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1)
+-- page: ARGV = prefix, offset, limit, with_payload ('1' or '0'). Pending jobs in dispatch order,
+-- each as a flat field/value list. O(log n + limit).
+local first = tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', P .. 'pending', first, first + tonumber(ARGV[3]) - 1)
+local names = {'prompt_id', 'seq', 'fair_key', 'priority', 'tier', 'lane', 'vstart', 'queued_at', 'not_before',
+               'classes', 'attempt', 'max_attempts', 'state', 'server'}
+if ARGV[4] == '1' then names[#names + 1] = 'payload' end
 local out = {}
 for _, m in ipairs(ids) do
-  local jk = P .. 'job:' .. member_pid(m)
-  if ARGV[4] == '1' then
-    out[#out + 1] = redis.call('HGETALL', jk)
-  else
-    local names = redis.call('HKEYS', jk)
-    local keep = {}
-    for _, n in ipairs(names) do if n ~= 'payload' then keep[#keep + 1] = n end end
-    local vals = redis.call('HMGET', jk, unpack(keep))
-    local flat = {}
-    for i, n in ipairs(keep) do flat[#flat + 1] = n; flat[#flat + 1] = vals[i] end
-    out[#out + 1] = flat
+  local vals = redis.call('HMGET', P .. 'job:' .. member_pid(m), unpack(names))
+  local flat = {}
+  for i, n in ipairs(names) do
+    if vals[i] then flat[#flat + 1] = n; flat[#flat + 1] = vals[i] end
   end
+  out[#out + 1] = flat
 end
 return out
