@@ -43,9 +43,11 @@ def key_prefix(cluster: str) -> str:
     return f"rg:{{{cluster}}}:"
 
 
-def load_script(client: Any, name: str) -> Any:
-    """Register ``common.lua`` + ``<name>.lua`` (EVALSHA, with EVAL on NOSCRIPT after a Redis restart)."""
-    source = (SCRIPTS_DIR / "common.lua").read_text() + "\n" + (SCRIPTS_DIR / f"{name}.lua").read_text()
+def load_script(client: Any, name: str, *, common: bool = True) -> Any:
+    """Register ``[common.lua +] <name>.lua`` (EVALSHA, with EVAL on NOSCRIPT after a Redis restart)."""
+    source = (SCRIPTS_DIR / f"{name}.lua").read_text()
+    if common:
+        source = (SCRIPTS_DIR / "common.lua").read_text() + "\n" + source
     return client.register_script(source)
 
 
