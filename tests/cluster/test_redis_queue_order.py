@@ -80,13 +80,10 @@ class Twin:
             assert self.queue.position(pid) == self.sched.position(self.jobs[pid])
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_operations_dispatch_in_fair_scheduler_order(redis_client, cluster_name, seed):
-    rng = random.Random(seed)
-    twin = Twin(redis_client, cluster_name)
+def _random_operations(twin: Twin, rng: random.Random, steps: int) -> int:
     clients = ["alice", "bob", "carol", "dave"]
     taken = 0
-    for step in range(700):
+    for step in range(steps):
         pending = [j.prompt_id for j in twin.sched]
         op = rng.random()
         if op < 0.40:
@@ -107,11 +104,48 @@ def test_random_operations_dispatch_in_fair_scheduler_order(redis_client, cluste
         if step % 25 == 0:
             twin.check_order()
     twin.check_order()
+    return taken
+
+
+def _drain(twin: Twin) -> int:
+    taken = 0
     while twin.take() is not None or any(j.not_before > twin.now for j in twin.sched):
         twin.advance(1.0)
         taken += 1
+    return taken
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_operations_dispatch_in_fair_scheduler_order(redis_client, cluster_name, seed):
+    rng = random.Random(seed)
+    twin = Twin(redis_client, cluster_name)
+    taken = _random_operations(twin, rng, 700)
+    taken += _drain(twin)
     assert taken > 200 and len(twin.queue) == 0
     assert twin.promotions > 20, "aging must have been exercised"
+
+
+def test_pending_jobs_moved_from_a_local_queue_keep_their_order(redis_client, cluster_name):
+    """Switching a server to cluster mode: its pending jobs enter Redis with their tags (keep_tags)."""
+    rng = random.Random(11)
+    local = Twin(redis_client, cluster_name + "-local")
+    _random_operations(local, rng, 300)
+    assert len(local.sched) > 20
+    moved = Twin(redis_client, cluster_name)
+    moved.now, moved.n = local.now, local.n
+    for job in local.sched:
+        copy = _job(QueuedJob(job.prompt_id, job.fair_key, priority=int(job.priority), tier=job.tier,
+                              queued_at=job.queued_at, seq=job.seq))
+        copy.lane, copy.vstart, copy.not_before = job.lane, job.vstart, job.not_before
+        moved.sched.push(copy, keep_tags=True)
+        moved.queue.push(QueuedJob(job.prompt_id, job.fair_key, priority=int(job.priority), tier=job.tier,
+                                   queued_at=job.queued_at, seq=job.seq, lane=job.lane, vstart=int(job.vstart),
+                                   not_before=job.not_before), keep_tags=True)
+        moved.jobs[job.prompt_id] = copy
+    moved.check_order()
+    _random_operations(moved, rng, 300)  # new arrivals interleave with the moved jobs the same way
+    _drain(moved)
+    assert len(moved.queue) == 0
 
 
 def test_thirty_prompts_of_one_client_interleave_with_two_of_others(redis_client, cluster_name):
