@@ -7,6 +7,7 @@ import random
 import threading
 import time
 
+import pytest
 import redis
 from restoration_governor.governor.redis_jobs import QueuedJob
 from restoration_governor.governor.redis_queue import RedisQueue
@@ -131,19 +132,15 @@ def test_attempt_cap_on_dead_server_requeue(redis_client, cluster_name):
 def test_cancel_and_duplicate_push(redis_client, cluster_name):
     queue = RedisQueue(redis_client, cluster_name)
     queue.push(QueuedJob("x", "alice", queued_at=1.0, payload='{"prompt": {}}'))
-    try:
+    with pytest.raises(KeyError, match="already queued"):
         queue.push(QueuedJob("x", "alice", queued_at=1.0))
-        raise AssertionError("a duplicate prompt id must be refused")
-    except KeyError:
-        pass
     assert "x" in queue and queue.remove("x").payload == '{"prompt": {}}'
     assert "x" not in queue and queue.remove("x") is None and len(queue) == 0
 
 
 def _fill(queue: RedisQueue, n: int, rng: random.Random) -> None:
-    pipe_free_push = queue.push
     for i in range(n):
-        pipe_free_push(QueuedJob(f"j{i}", f"c{rng.randrange(50)}", priority=rng.choice([0, 1, 2]), queued_at=float(i)))
+        queue.push(QueuedJob(f"j{i}", f"c{rng.randrange(50)}", priority=rng.choice([0, 1, 2]), queued_at=float(i)))
 
 
 def test_position_and_dispatch_stay_logarithmic_at_ten_thousand(redis_client, cluster_name):
