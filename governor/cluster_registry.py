@@ -63,7 +63,11 @@ def classes_hash(classes: set[str] | frozenset[str]) -> str:
 
 
 class ClusterRegistry:
-    """Membership of one cluster. ``server_timeout`` seconds without a heartbeat = dead."""
+    """Membership of one cluster. ``server_timeout`` seconds without a heartbeat = dead.
+
+    ``retention`` (seconds) is how long a silent server's record stays listed. Methods raise
+    ``redis.RedisError`` when Redis cannot be reached.
+    """
 
     def __init__(self, client: Any, cluster: str = "default", *, server_timeout: float = 10.0,
                  retention: float = 3600.0) -> None:

@@ -59,7 +59,8 @@ class RedisLeaseManager:
     """``max_concurrent`` slots of one GPU, shared by every instance that uses the same Redis and cluster.
 
     ``ttl`` (seconds) is how long a slot outlives its holder's last renewal; ``start_heartbeat``
-    renews every ``ttl / 3`` from a daemon thread (or call ``renew()`` yourself).
+    renews every ``ttl / 3`` from a daemon thread (or call ``renew()`` yourself). Methods raise
+    ``redis.RedisError`` when Redis cannot be reached (the heartbeat thread logs and retries).
     """
 
     def __init__(self, client: Any, cluster: str, gpu_key: str, instance_id: str, *, ttl: float = 15.0) -> None:

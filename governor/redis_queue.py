@@ -51,7 +51,13 @@ class RequeueResult:
 
 
 class RedisQueue:
-    """The cluster's shared queue. ``client`` is a ``redis.Redis`` (either ``decode_responses``)."""
+    """The cluster's shared queue. ``client`` is a ``redis.Redis`` (either ``decode_responses``).
+
+    Errors: every method raises ``redis.RedisError`` (``ConnectionError``, ``TimeoutError``) when
+    Redis cannot be reached; a script is applied completely or not at all. A timeout after the
+    request was sent leaves it unknown whether it ran: pushing the same prompt id again answers
+    KeyError if it did.
+    """
 
     def __init__(self, client: Any, cluster: str = "default", *, aging_interval: float = 0.0) -> None:
         self.client = client

@@ -186,3 +186,19 @@ def test_pending_jobs_survive_a_redis_restart(redis_server_factory, cluster_name
     assert [j.prompt_id for j in queue.page(0, 100)] == before
     assert queue.take("b", "", 200.0).prompt_id == before[0], "the order (and its counters) came back"
     client.close()
+
+
+def test_redis_down_raises_connection_error_and_nothing_is_lost(redis_server_factory, cluster_name):
+    server = redis_server_factory("redis-down")
+    queue = RedisQueue(redis.Redis.from_url(server.url, socket_timeout=2), cluster_name)
+    queue.push(QueuedJob("kept", "alice", queued_at=1.0))
+    server.stop()
+    start = time.perf_counter()
+    with pytest.raises(redis.ConnectionError):
+        queue.push(QueuedJob("refused", "alice", queued_at=2.0))
+    print(f"\npush with Redis down failed after {time.perf_counter() - start:.2f} s")
+    with pytest.raises(redis.ConnectionError):
+        queue.take("a", "", 3.0)
+    server.start()
+    assert [j.prompt_id for j in queue.page(0, 10)] == ["kept"] and "refused" not in queue
+    assert queue.take("a", "", 4.0).prompt_id == "kept"
