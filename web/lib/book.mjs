@@ -2,9 +2,9 @@
 // Fed by the POST /prompt answer, the governor.queue / governor.job WebSocket events and,
 // while the panel is open, GET /governor/jobs?client_id=...; the indicator and the panel read it.
 
-export const QUEUED_STATES = new Set(["pending", "waiting_for_memory"]);
-export const ACTIVE_STATES = new Set(["running", "stuck"]);
-export const FINAL_STATES = new Set(["success", "failed", "cancelled"]);
+import { ACTIVE_STATES, FINAL_STATES, QUEUED_STATES } from "./job_states.mjs";
+
+export { ACTIVE_STATES, FINAL_STATES, QUEUED_STATES };
 const KEEP_FINISHED = 20;
 
 const SERVER_FIELDS = [

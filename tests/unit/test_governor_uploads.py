@@ -1,0 +1,33 @@
+"""Upload checks: sniffed format, size, pixel count (governor/uploads.py)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from restoration_governor.governor.config import GovernorConfig, apply_patch
+from restoration_governor.governor.errors import GovernorError
+from restoration_governor.governor.uploads import check_image_upload
+
+
+def _image(fmt: str, size=(32, 16)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size).save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_upload_checks_sniff_the_bytes():
+    cfg = GovernorConfig()
+    check_image_upload(_image("PNG"), "a.png", cfg)
+    check_image_upload(_image("JPEG"), "renamed.png", cfg)  # the name does not matter, the bytes do
+    for data, kind in [(b"GIF89a....", "upload_not_an_image"), (_image("GIF"), "upload_format_not_allowed")]:
+        with pytest.raises(GovernorError) as e:
+            check_image_upload(data, "x.png", cfg)
+        assert e.value.type == kind and e.value.status == 400
+    with pytest.raises(GovernorError) as e:
+        check_image_upload(_image("PNG", (400, 300)), "big.png", apply_patch(cfg, {"upload_max_pixels": 1000}))
+    assert e.value.type == "upload_too_many_pixels"
+    with pytest.raises(GovernorError) as e:
+        check_image_upload(b"\0" * 100, "x.png", apply_patch(cfg, {"upload_max_bytes": 10}))
+    assert e.value.status == 413
