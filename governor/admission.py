@@ -39,28 +39,48 @@ def prompt_digest(prompt: Any) -> str:
     return hashlib.sha1(json.dumps(prompt, sort_keys=True, default=str).encode(), usedforsecurity=False).hexdigest()
 
 
-def queue_timeout_for(config: GovernorConfig, requested: float | None) -> tuple[float | None, str | None]:
+def queue_timeout_for(config: GovernorConfig, priority: Priority,
+                      requested: float | None) -> tuple[float | None, str | None]:
     """The effective queue timeout in seconds (None = none) and a note when the request was not honoured.
 
-    A request may only shorten the configured ``queue_timeout``, never lengthen it (Triton's rule).
+    ``queue_timeout`` applies to high and normal priority, ``queue_timeout_low`` to low (batches;
+    0 = none, the default). A request may only shorten it, never lengthen it (Triton's rule).
     """
-    configured = config.queue_timeout or None
+    setting = "queue_timeout_low" if priority is Priority.LOW else "queue_timeout"
+    configured = getattr(config, setting) or None
     if requested is None:
         return configured, None
     if configured is not None and requested > configured:
-        return configured, f"queue timeout can only be shortened; kept {configured:g} s"
+        return configured, f"queue timeout can only be shortened; kept {configured:g} s ({setting})"
     return requested, None
+
+
+def timeout_remedy(priority: Priority) -> str:
+    """What to change so a prompt is not failed by its queue timeout (said in notes and in the failure)."""
+    if priority is Priority.LOW:
+        return "raise queue_timeout_low in the governor settings (0 = none), or send fewer prompts at once"
+    return ("send batches with X-Priority: low (no queue timeout unless queue_timeout_low is set), or raise "
+            "queue_timeout in the governor settings (0 = none)")
+
+
+def timeout_warning(info: dict[str, Any], priority: Priority) -> str | None:
+    """A note for an admission expected to start after its queue timeout (``admission_info``'s block)."""
+    left = info.get("times_out_in_s")
+    if left is None:
+        return None
+    return (f"expected to start in about {info['eta_s']:.0f} s, but its queue timeout fails it in "
+            f"{left:.0f} s; {timeout_remedy(priority)}")
 
 
 def reserve(rt: Runtime, fair_key: str) -> None:
     """Hold one queue place for a request that is being validated; 429 past a cap, 503 when draining."""
     with rt.lock:
         cfg, queue = rt.config, rt.queue
-        if rt.dispatch_state == DRAINING:
+        if rt.dispatch_state == DRAINING:  # no Retry-After: the server will not take prompts again by itself
             rt.metrics.rejections.labels("draining").inc()
             raise GovernorError(503, "governor_draining", "The queue is draining",
-                                "this server is finishing its queue and accepts no new prompts",
-                                headers={"Retry-After": str(positions.retry_after(rt))})
+                                "this server is finishing its queue and accepts no new prompts until an "
+                                "admin resumes it")
         total = queue.waiting_with_reservations()
         if cfg.max_pending and total >= cfg.max_pending:
             _reject_cap(rt, "max_pending", cfg.max_pending, f"the queue holds {total} prompts")
@@ -72,11 +92,12 @@ def reserve(rt: Runtime, fair_key: str) -> None:
 
 
 def _reject_cap(rt: Runtime, cap: str, limit: int, details: str) -> None:
-    retry_after = positions.retry_after(rt)
+    retry_after = positions.retry_after(rt)  # None while paused: waiting cannot help
     rt.metrics.rejections.labels(cap).inc()
-    raise GovernorError(429, "queue_full", f"Queue full ({cap} = {limit})", f"{details}; retry in about "
-                        f"{retry_after} s", {"cap": cap, "limit": limit, "retry_after_s": retry_after},
-                        headers={"Retry-After": str(retry_after)})
+    hint = "the queue is paused" if retry_after is None else f"retry in about {retry_after} s"
+    raise GovernorError(429, "queue_full", f"Queue full ({cap} = {limit})", f"{details}; {hint}",
+                        {"cap": cap, "limit": limit, "retry_after_s": retry_after},
+                        headers={} if retry_after is None else {"Retry-After": str(retry_after)})
 
 
 def unreserve(rt: Runtime, fair_key: str) -> None:
@@ -111,14 +132,31 @@ def remember_prompt(rt: Runtime, fair_key: str, prompt: Any, prompt_id: str) -> 
         rt.recent_prompts[(fair_key, digest)] = (rt.clock(), prompt_id)
 
 
-def idempotency_lookup(rt: Runtime, key: str) -> dict[str, Any] | None:
+def idempotency_lookup(rt: Runtime, key: str, request_digest: str | None = None) -> dict[str, Any] | None:
+    """The answer first given for ``key`` (to replay), or None when the key is new or expired.
+
+    422 ``idempotency_key_reused`` when the key was first used with a different request body
+    (``request_digest`` = ``prompt_digest`` of the parsed body), as the IETF idempotency draft says.
+    """
     with rt.lock:
-        return rt.store.idempotency_get(key, rt.clock())
+        record = rt.store.idempotency_get(key, rt.clock())
+    if record is None:
+        return None
+    if "answer" not in record:
+        return record  # a record written before request digests were kept: the answer itself
+    if request_digest is not None and record.get("request") not in (None, request_digest):
+        raise GovernorError(422, "idempotency_key_reused", "Idempotency-Key reused with a different request",
+                            f"the key {key!r} was first used with another body (prompt id "
+                            f"{record['answer'].get('prompt_id')}); use a new key for a new request",
+                            {"idempotency_key": key, "prompt_id": record["answer"].get("prompt_id")})
+    return record["answer"]
 
 
-def idempotency_remember(rt: Runtime, key: str, body: dict[str, Any]) -> None:
+def idempotency_remember(rt: Runtime, key: str, body: dict[str, Any], request_digest: str | None = None) -> None:
+    """Keep the answer ``body`` for ``key`` for ``idempotency_ttl`` seconds, with the request's digest."""
     with rt.lock:
-        rt.store.idempotency_put(key, body, rt.clock() + rt.config.idempotency_ttl)
+        rt.store.idempotency_put(key, {"answer": body, "request": request_digest},
+                                 rt.clock() + rt.config.idempotency_ttl)
 
 
 def is_known(rt: Runtime, prompt_id: str) -> bool:
@@ -134,7 +172,7 @@ def admit(rt: Runtime, number: float, prompt_id: str, prompt: dict, extra_data: 
         if ticket is None:  # put() by other code (another pack): admit with defaults, caps do not apply
             ticket = Ticket(fair_key=str(extra_data.get("client_id") or "anonymous"))
         cfg, queue = rt.config, rt.queue
-        timeout, _ = queue_timeout_for(cfg, ticket.queue_timeout)
+        timeout, _ = queue_timeout_for(cfg, ticket.priority, ticket.queue_timeout)
         job = Job(
             prompt_id=prompt_id, seq=queue.next_seq(), prompt=prompt, extra_data=extra_data, outputs=list(outputs),
             client_id=extra_data.get("client_id"), fair_key=ticket.fair_key, priority=ticket.priority,
@@ -161,5 +199,7 @@ def admission_info(rt: Runtime, job: Job) -> dict[str, Any]:
     """The ``governor`` block of the ``/prompt`` answer."""
     with rt.lock:
         position = positions.position_of(rt, job) or 0
-        return {"position": position, "priority": job.priority.label, "eta_s": positions.eta_for(rt, job, position),
-                "state": job.state.value, "queue_timeout_s": job.queue_timeout, "pending": rt.queue.pending}
+        eta = positions.eta_for(rt, job, position)
+        return {"position": position, "priority": job.priority.label, "eta_s": eta, "state": job.state.value,
+                "queue_timeout_s": job.queue_timeout, "times_out_in_s": positions.times_out_in(rt, job, eta),
+                "pending": rt.queue.pending}

@@ -53,6 +53,12 @@ def require_job_access(job_client_id: str | None, client_id: str | None, admin: 
                     "change it")
 
 
+def sees_everything(config: GovernorConfig, admin: bool) -> bool:
+    """Whether a caller may see every job's client id and prompt: always without an admin token;
+    with one, admins only (others see their own jobs, and the rest as position and state)."""
+    return admin or not effective_admin_token(config)
+
+
 def is_admin_request(config: GovernorConfig, headers, remote: str | None) -> bool:
     """Admin rights of a request under ``config`` (its token, or ``GOVERNOR_ADMIN_TOKEN``)."""
     return is_admin(headers, remote, effective_admin_token(config))

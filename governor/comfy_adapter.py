@@ -29,6 +29,7 @@ from .facade import Governor
 from .host import Host
 from .http_admission import make_middleware
 from .http_api import register_routes
+from .http_core_guard import make_guard_middleware
 from .jobs import Job
 from .leases import LeaseManager
 from .memory import build_probe_chain
@@ -146,6 +147,7 @@ def install(prompt_server) -> Governor:
 
     _hide_retried_attempt_events(prompt_server, governor)
     prompt_server.app.middlewares.append(make_middleware(governor))
+    prompt_server.app.middlewares.append(make_guard_middleware(governor))
     register_routes(prompt_server.routes, governor)
     watchdog = _Watchdog(governor)
 
@@ -169,6 +171,7 @@ def _hide_retried_attempt_events(prompt_server, governor: Governor) -> None:
 
     def governed_send_sync(event, data, sid=None):
         if protocol.is_error_event(event, data):
+            protocol.shorten_exception_type(data)
             if governor.hide_failed_attempt(data["prompt_id"], protocol.report_from_error_event(data)):
                 return
         elif protocol.is_prompt_end_event(event, data) and governor.is_requeued(data["prompt_id"]):

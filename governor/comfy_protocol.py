@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .failures import ErrorReport
+from .failures import ErrorReport, short_type_name
 from .jobs import Job
 
 EXECUTION_ERROR = "execution_error"
@@ -48,6 +48,16 @@ def report_from_error_event(data: dict[str, Any]) -> ErrorReport:
     return ErrorReport(exception_type=_s(data.get("exception_type")) or None,
                        message=_s(data.get("exception_message")) or "", node_id=_s(data.get("node_id")),
                        node_type=_s(data.get("node_type")))
+
+
+def shorten_exception_type(data: dict[str, Any]) -> None:
+    """Replace an ``execution_error`` payload's ``exception_type`` by its short name, in place.
+
+    ComfyUI names a custom node's exception by its module path (``…/custom_nodes/pack.module.Error``);
+    the payload it sends is the dict it also keeps for the history entry, so both show ``Error``.
+    """
+    if isinstance(data.get("exception_type"), str):
+        data["exception_type"] = short_type_name(data["exception_type"])
 
 
 def is_error_event(event: str, data: Any) -> bool:

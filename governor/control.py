@@ -14,10 +14,9 @@ from . import positions
 from .auth import require_job_access, require_priority_right
 from .config import ConfigError, GovernorConfig, apply_patch
 from .errors import bad_request, conflict, not_found
-from .failures import error_record
 from .jobs import Job, JobState, Priority, Reason
 from .outcomes import finalize
-from .runtime import Runtime
+from .runtime import PAUSED, Runtime
 
 log = logging.getLogger("restoration_governor.governor")
 
@@ -37,8 +36,7 @@ def cancel(rt: Runtime, prompt_id: str, *, client_id: str | None = None, admin: 
         job = find(rt, prompt_id)
         require_job_access(job.client_id, client_id, admin)
         if job.state.queued:
-            rt.queue.unqueue(job)
-            job.errors.append(error_record(job.attempts, rt.clock(), Reason.CANCELLED, "cancelled before it started"))
+            rt.queue.unqueue(job)  # no error record: a cancel is not an error (``reason`` says cancelled)
             finalize(rt, job, JobState.CANCELLED, Reason.CANCELLED)
             rt.host.queue_changed()
         elif job.state.active:
@@ -109,12 +107,24 @@ def retry(rt: Runtime, prompt_id: str, *, client_id: str | None, admin: bool) ->
 
 
 def set_dispatch_state(rt: Runtime, state: str) -> None:
-    """``running``, ``paused`` or ``draining``: persisted, broadcast as ``governor.status``."""
+    """``running``, ``paused`` or ``draining``: persisted, broadcast as ``governor.status``.
+
+    Paused holds every queued job and stops its queue-timeout clock; leaving ``paused`` restarts
+    the clock with the time each job had left. Draining dispatches like running (the queue is
+    finished) while admission refuses new prompts.
+    """
     with rt.lock:
+        now = rt.clock()
+        if state == PAUSED:
+            rt.queue.hold(now)
+        else:
+            rt.queue.release(now)
         rt.dispatch_state = state
         rt.store.kv_set("dispatch_state", state)
         log.info("governor is now %s", state)
         rt.host.send("governor.status", {"state": state}, None)
+        positions.invalidate(rt)
+        positions.broadcast(rt, now, force=True)  # ETAs appear or vanish with the state
         rt.wake_worker()
 
 

@@ -1,7 +1,8 @@
 """Dispatch: the worker asks for the next prompt; the memory gate and a lease decide when it starts.
 
 ``dispatch`` blocks ComfyUI's worker thread until the first eligible job (in scheduler order,
-retries past their backoff) may start: the dispatch state is ``running`` (or ``draining``), the
+retries past their backoff) may start: the dispatch state is ``running`` or ``draining`` (not
+``paused``), the
 memory gate is open (``memory.evaluate_gate``; a closed gate asks once per wait for models to be
 released, and after ``max_gate_wait`` runs or fails the job) and a concurrency slot is free
 (``leases``). The started job gets a running ``Attempt``.
@@ -19,7 +20,7 @@ from .jobs import Job, JobState, Reason
 from .leases import Lease
 from .memory import MemoryReading, evaluate_gate
 from .outcomes import fail_unstarted
-from .runtime import RUNNING, Runtime
+from .runtime import PAUSED, Runtime
 
 log = logging.getLogger("restoration_governor.governor")
 
@@ -59,7 +60,7 @@ def dispatch(rt: Runtime, timeout: float | None, wake: Callable[[], bool] | None
 
 
 def _try_dispatch(rt: Runtime, now: float) -> Dispatch | None:
-    if not rt.ready or rt.dispatch_state != RUNNING:
+    if not rt.ready or rt.dispatch_state == PAUSED:  # draining keeps dispatching: it finishes the queue
         return None
     cfg = rt.config
     while True:

@@ -33,9 +33,10 @@ from .queue_state import Attempt, QueueState
 from .runtime import Runtime, make_runtime, wall_clock
 from .scheduler import FairScheduler
 from .store import JobStore
+from .views import EVERYONE, Viewer
 from .workflow_stats import WorkflowStats
 
-__all__ = ["Completion", "Dispatch", "Governor", "Ticket"]
+__all__ = ["Completion", "Dispatch", "Governor", "Ticket", "Viewer"]
 
 
 class Governor:
@@ -116,11 +117,11 @@ class Governor:
     def remember_prompt(self, fair_key: str, prompt: Any, prompt_id: str) -> None:
         admission.remember_prompt(self.rt, fair_key, prompt, prompt_id)
 
-    def idempotency_lookup(self, key: str) -> dict[str, Any] | None:
-        return admission.idempotency_lookup(self.rt, key)
+    def idempotency_lookup(self, key: str, request_digest: str | None = None) -> dict[str, Any] | None:
+        return admission.idempotency_lookup(self.rt, key, request_digest)
 
-    def idempotency_remember(self, key: str, body: dict[str, Any]) -> None:
-        admission.idempotency_remember(self.rt, key, body)
+    def idempotency_remember(self, key: str, body: dict[str, Any], request_digest: str | None = None) -> None:
+        admission.idempotency_remember(self.rt, key, body, request_digest)
 
     def is_known(self, prompt_id: str) -> bool:
         return admission.is_known(self.rt, prompt_id)
@@ -174,12 +175,12 @@ class Governor:
     def tick(self) -> None:
         watchdog.tick(self.rt)
 
-    def job_view(self, job: Job) -> dict[str, Any]:
-        return views.job_view(self.rt, job)
+    def job_view(self, job: Job, viewer: Viewer = EVERYONE) -> dict[str, Any]:
+        return views.job_view(self.rt, job, viewer)
 
     def list_jobs(self, client_id: str | None = None, state: str | None = None, limit: int = 100,
-                  offset: int = 0) -> dict[str, Any]:
-        return views.list_jobs(self.rt, client_id, state, limit, offset)
+                  offset: int = 0, viewer: Viewer = EVERYONE) -> dict[str, Any]:
+        return views.list_jobs(self.rt, client_id, state, limit, offset, viewer)
 
     def health(self) -> dict[str, Any]:
         return views.health(self.rt)
@@ -187,8 +188,8 @@ class Governor:
     def counts(self) -> Counter[tuple[str, str]]:
         return views.counts(self.rt)
 
-    def status(self, *, can_admin: bool = False) -> dict[str, Any]:
-        return views.status(self.rt, can_admin=can_admin)
+    def status(self, *, can_admin: bool = False, viewer: Viewer = EVERYONE) -> dict[str, Any]:
+        return views.status(self.rt, can_admin=can_admin, viewer=viewer)
 
     def metrics_snapshot(self) -> dict[str, Any]:
         return views.metrics_snapshot(self.rt)

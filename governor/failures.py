@@ -20,6 +20,25 @@ from typing import Any
 from .jobs import Reason
 
 OOM_TYPE_SUFFIXES = ("OutOfMemoryError", "OOM_EXCEPTION")
+MESSAGE_LIMIT = 2000  # characters of an exception message kept in a record
+
+
+def short_type_name(exception_type: str | None) -> str | None:
+    """``DownloadError`` for ComfyUI's ``…/custom_nodes/pack.module.DownloadError`` (the last dotted
+    part; a custom node's module name is its file path). None for none."""
+    if not exception_type:
+        return None
+    return exception_type.rsplit(".", 1)[-1] or exception_type
+
+
+def clip_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` within ``limit`` characters, cut in the middle: its start (what failed) and its end
+    (where exceptions put the remedy) are both kept."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    keep = (limit - 3) // 2
+    return f"{text[:keep].rstrip()} … {text[-keep:].lstrip()}"
 
 
 @dataclass(frozen=True)
@@ -45,8 +64,8 @@ def error_record(attempt: int, at: float, reason: Reason | str, message: str, *,
 @dataclass(frozen=True)
 class Failure:
     reason: Reason
-    exception_type: str | None
-    message: str
+    exception_type: str | None  # the short name (``short_type_name``)
+    message: str  # clipped to MESSAGE_LIMIT, start and end kept
     node_id: str | None = None
     node_type: str | None = None
 
@@ -64,14 +83,14 @@ def classify(report: ErrorReport | None, transient_exceptions: list[str] | tuple
         return Failure(Reason.INTERRUPTED, None, "interrupted", report.node_id, report.node_type)
     exc_type = report.exception_type or ""
     text = report.message or ""
-    short = exc_type.rsplit(".", 1)[-1]
+    short = short_type_name(exc_type) or ""
     if short.endswith(OOM_TYPE_SUFFIXES) or "out of memory" in text.lower():
         reason = Reason.OOM
     elif short in set(transient_exceptions) or exc_type in set(transient_exceptions):
         reason = Reason.TRANSIENT
     else:
         reason = Reason.ERROR
-    return Failure(reason, exc_type or None, text.strip()[:2000], report.node_id, report.node_type)
+    return Failure(reason, short or None, clip_message(text), report.node_id, report.node_type)
 
 
 def is_retryable(failure: Failure, retry_node_errors: bool) -> bool:

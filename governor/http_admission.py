@@ -18,9 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .admission import Ticket, queue_timeout_for
+from .admission import Ticket, prompt_digest, queue_timeout_for, timeout_warning
 from .auth import require_priority_right
-from .errors import GovernorError, bad_request
+from .errors import GovernorError, bad_request, error_body
 from .facade import Governor
 from .jobs import Priority
 from .uploads import check_image_upload, too_large
@@ -31,6 +31,7 @@ PROMPT_PATHS = frozenset({"/prompt", "/api/prompt"})
 UPLOAD_PATHS = frozenset({"/upload/image", "/upload/mask", "/api/upload/image", "/api/upload/mask"})
 _PROMPT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MULTIPART_SLACK = 256 * 1024
+MAX_JSON_DEPTH = 256  # ComfyUI prompts nest a few levels; far deeper bodies only exhaust the stack
 
 
 def error_response(error: GovernorError) -> web.Response:
@@ -76,6 +77,7 @@ def make_middleware(governor: Governor):
                 return await _admit(governor, key_locks, request, handler)
             if request.method == "POST" and request.path in UPLOAD_PATHS:
                 await _check_upload(governor, request)
+                return _in_error_shape(await handler(request))
         except GovernorError as e:
             return error_response(e)
         return await handler(request)
@@ -95,9 +97,38 @@ async def read_json(request: web.Request, limit: int) -> Any:
         raise GovernorError(413, "request_too_large", "Request body too large",
                             f"{len(raw)} bytes; the limit is {limit}", {"limit": limit})
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise bad_request("invalid_json", "Malformed JSON", str(e)) from None
+    except RecursionError:
+        data = None
+        depth = MAX_JSON_DEPTH + 1
+    else:
+        depth = _depth(data, MAX_JSON_DEPTH)
+    if depth > MAX_JSON_DEPTH:
+        raise bad_request("invalid_json", "JSON nested too deeply",
+                          f"the body nests arrays or objects more than {MAX_JSON_DEPTH} levels deep",
+                          limit=MAX_JSON_DEPTH)
+    return data
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deep ``value`` nests lists and dicts, counted without recursion; stops past ``limit``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def requester(request: web.Request, body: dict) -> str | None:
+    """The client id a request acts as: ``client_id`` in the body, ``X-Client-Id`` or ``?client_id=``."""
+    return (body.get("client_id") if isinstance(body.get("client_id"), str) else None) \
+        or request.headers.get("X-Client-Id") or request.query.get("client_id")
 
 
 def _optional_str(data: dict, key: str, limit: int = 256) -> str | None:
@@ -172,7 +203,7 @@ async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request,
         timeout = _parse_timeout(request.headers["X-Queue-Timeout"], "X-Queue-Timeout")
     elif options.get("queue_timeout") is not None:
         timeout = _parse_timeout(options["queue_timeout"], "extra_data.governor.queue_timeout")
-    _, timeout_note = queue_timeout_for(governor.config, timeout)
+    _, timeout_note = queue_timeout_for(governor.config, priority, timeout)
     if timeout_note:
         notes.append(timeout_note)
 
@@ -182,10 +213,11 @@ async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request,
     fair_key = client_id or f"ip:{request.remote or 'unknown'}"
     ticket = Ticket(fair_key=fair_key, priority=priority, queue_timeout=timeout, idempotency_key=key)
 
+    request_digest = prompt_digest(data) if key is not None else None
     held = await key_locks(key) if key is not None else None
     try:
         if key is not None:
-            replay = governor.idempotency_lookup(key)
+            replay = governor.idempotency_lookup(key, request_digest)
             if replay is not None:
                 return web.json_response(replay, headers={"Idempotent-Replayed": "true"})
         governor.check_duplicate(fair_key, prompt)
@@ -203,11 +235,14 @@ async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request,
             return response
         body = json.loads(response.body)
         info = governor.admission_info(ticket.job)
+        warning = timeout_warning(info, priority)
+        if warning:
+            notes.append(warning)
         if notes:
             info["notes"] = notes
         body["governor"] = info
         if key is not None:
-            governor.idempotency_remember(key, body)
+            governor.idempotency_remember(key, body, request_digest)
         governor.remember_prompt(fair_key, prompt, ticket.job.prompt_id)
         return web.json_response(body)
     finally:
@@ -227,7 +262,32 @@ async def _check_upload(governor: Governor, request: web.Request) -> None:
         raise bad_request("invalid_upload", "Malformed upload", str(e)) from None
     upload = form.get("image")
     if upload is None or not hasattr(upload, "file"):
-        return  # ComfyUI answers a form without an image itself
+        raise bad_request("invalid_upload", "No image in the upload",
+                          "send a multipart/form-data body with the file in a field named 'image'")
+    for field, value in (("file name", upload.filename or ""), ("subfolder", str(form.get("subfolder") or ""))):
+        if _escapes_folder(value, allow_subfolders=field == "subfolder"):
+            raise bad_request("invalid_upload", f"Invalid {field}",
+                              f"{value!r} points outside ComfyUI's input folder; use a plain name", field=field)
     data = upload.file.read()
     upload.file.seek(0)
     check_image_upload(data, upload.filename or "upload", config)
+
+
+def _escapes_folder(name: str, *, allow_subfolders: bool) -> bool:
+    """Whether an upload's file name (or subfolder) would leave the input folder."""
+    parts = name.replace("\\", "/").split("/")
+    if not allow_subfolders and len(parts) > 1:
+        return True
+    return name.startswith(("/", "\\")) or ":" in name or any(p == ".." for p in parts)
+
+
+def _in_error_shape(response: web.StreamResponse) -> web.StreamResponse:
+    """A 4xx from ComfyUI's own upload handler (often an empty body) in ComfyUI's error shape."""
+    if not (400 <= response.status < 500) or not isinstance(response, web.Response) \
+            or response.content_type == "application/json":
+        return response
+    text = (response.text or "").strip() if response.body else ""
+    body = error_body("invalid_upload", "Upload refused", text or f"ComfyUI answered {response.status} "
+                      "(the file name, subfolder or form was not accepted)")
+    return web.json_response(body, status=response.status)
+

@@ -11,10 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
+from .auth import sees_everything
 from .config import effective_admin_token, setting_docs
 from .errors import GovernorError, bad_request, forbidden
-from .facade import Governor
-from .http_admission import error_response, read_json
+from .facade import Governor, Viewer
+from .http_admission import error_response, read_json, requester
 from .jobs import JobState, Priority
 from .runtime import DRAINING, PAUSED, RUNNING
 
@@ -37,9 +38,9 @@ def register_routes(routes: web.RouteTableDef, governor: Governor) -> None:
             raise bad_request("invalid_request", "Invalid request", "the body must be a JSON object")
         return data
 
-    def requester(request: web.Request, body: dict) -> str | None:
-        return (body.get("client_id") if isinstance(body.get("client_id"), str) else None) \
-            or request.headers.get("X-Client-Id") or request.query.get("client_id")
+    def viewer(request: web.Request) -> Viewer:
+        admin = governor.is_admin(request.headers, request.remote)
+        return Viewer(requester(request, {}), sees_everything(governor.config, admin))
 
     def guarded(fn):
         async def wrapper(request: web.Request) -> web.StreamResponse:
@@ -59,7 +60,8 @@ def register_routes(routes: web.RouteTableDef, governor: Governor) -> None:
     @routes.get("/governor/status")
     @guarded
     async def status(request: web.Request) -> web.Response:
-        return web.json_response(governor.status(can_admin=governor.is_admin(request.headers, request.remote)))
+        return web.json_response(governor.status(can_admin=governor.is_admin(request.headers, request.remote),
+                                                 viewer=viewer(request)))
 
     @routes.get("/governor/jobs")
     @guarded
@@ -76,12 +78,12 @@ def register_routes(routes: web.RouteTableDef, governor: Governor) -> None:
             raise bad_request("invalid_request", "limit and offset must be integers") from None
         if not (1 <= limit <= 1000 and offset >= 0):
             raise bad_request("invalid_request", "limit must be 1-1000 and offset >= 0")
-        return web.json_response(governor.list_jobs(q.get("client_id"), state, limit, offset))
+        return web.json_response(governor.list_jobs(q.get("client_id"), state, limit, offset, viewer(request)))
 
     @routes.get("/governor/jobs/{prompt_id}")
     @guarded
     async def get_job(request: web.Request) -> web.Response:
-        return web.json_response(governor.job_view(governor.find(request.match_info["prompt_id"])))
+        return web.json_response(governor.job_view(governor.find(request.match_info["prompt_id"]), viewer(request)))
 
     def job_action(action: str, act) -> None:
         """``POST /governor/jobs/{id}/<action>``: ``act(prompt_id, body, client_id=, admin=)`` returns the job."""
@@ -91,7 +93,7 @@ def register_routes(routes: web.RouteTableDef, governor: Governor) -> None:
             body = await body_of(request)
             job = act(request.match_info["prompt_id"], body, client_id=requester(request, body),
                       admin=governor.is_admin(request.headers, request.remote))
-            return web.json_response(governor.job_view(job))
+            return web.json_response(governor.job_view(job, viewer(request)))
         handler.__name__ = f"job_{action}"
 
     def parse_priority(body: dict) -> Priority:

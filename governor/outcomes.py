@@ -60,7 +60,8 @@ def complete(rt: Runtime, prompt_id: str, success: bool, report: ErrorReport | N
             failure_reason, state = Reason.INTERRUPTED, JobState.CANCELLED
         else:
             failure_reason, state = failure.reason, JobState.FAILED
-        job.errors.append(failure.record(job.attempts, now, failure_reason))
+        if state is not JobState.CANCELLED:  # a cancel or an interrupt is not an error
+            job.errors.append(failure.record(job.attempts, now, failure_reason))
         if state is JobState.FAILED and (attempt.retry_planned or will_retry(rt, job, attempt, report)):
             rt.metrics.exec_seconds.labels("retried").observe(elapsed)
             _retry(rt, job, failure_reason, now)

@@ -3,8 +3,10 @@
 An ETA is the seconds until a queued job starts: what the running attempts still need, then the
 expected duration (median of recent runs of the same workflow, ``workflow_stats``) of every job
 ahead of it, and never before a retry's backoff ends. ``None`` when a duration on the way is
-unknown. The table of every queued job's position and ETA is computed in one pass and cached per
-queue version; ``governor.queue`` events carry only what moved since a client was last told.
+unknown, and while paused. Expected starts are kept as wall-clock times, so an ETA counts down
+steadily between queue changes (a client counting down locally agrees with the server). The
+table of every queued job's position and start is computed in one pass and cached per queue
+version; ``governor.queue`` events carry only what moved since a client was last told.
 """
 
 from __future__ import annotations
@@ -14,46 +16,75 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .jobs import Job
-from .runtime import Runtime
+from .runtime import PAUSED, RUNNING, Runtime
 
 ETA_EXACT_LIMIT = 256  # beyond this many jobs ahead (and no current table), ETA is extrapolated
+OVERRUN_FLOOR = 0.1  # a running attempt is never expected to end in less than this fraction of its usual time
+NEVER = float("inf")
 
 
 def _expected(rt: Runtime, job: Job) -> float | None:
     return rt.stats.expected_seconds(job.fingerprint)
 
 
-def running_remaining(rt: Runtime, now: float) -> float:
-    """Seconds until the running attempts are expected to end (the longest of them)."""
-    remaining = 0.0
+def _attempt_end(expected: float, started_at: float, now: float) -> tuple[float, float]:
+    """(expected end, until when that estimate holds) of an attempt running since ``started_at``.
+
+    An attempt that overruns its usual time is expected to run as long again (its estimate
+    doubles), so the ETAs behind it count down steadily between doublings instead of creeping.
+    """
+    if expected <= 0:
+        return now, NEVER
+    total = expected
+    while started_at + total - now < OVERRUN_FLOOR * expected:
+        total *= 2
+    end = started_at + total
+    return end, end - OVERRUN_FLOOR * expected
+
+
+def running_end(rt: Runtime, now: float) -> tuple[float | None, float]:
+    """When the running attempts are expected to be done (None: a duration is unknown), and until
+    when that estimate holds."""
+    end: float | None = now
+    valid_until = NEVER
     for job, _ in rt.queue.attempts():
         expected = _expected(rt, job)
-        if expected is not None and job.started_at is not None:
-            # A run that overruns its usual time is not about to end: keep a tenth of it as the estimate.
-            remaining = max(remaining, expected - (now - job.started_at), 0.1 * expected)
-    return max(0.0, remaining)
+        if expected is None or job.started_at is None:
+            end = None
+            continue
+        attempt_end, holds = _attempt_end(expected, job.started_at, now)
+        valid_until = min(valid_until, holds)
+        if end is not None:
+            end = max(end, attempt_end)
+    return end, valid_until
 
 
-def _etas(rt: Runtime, jobs: Iterable[Job], now: float) -> Iterator[tuple[Job, float | None]]:
-    """Each of ``jobs`` (in dispatch order, from the front) with its seconds until start."""
-    t: float | None = running_remaining(rt, now)
+def _starts(rt: Runtime, jobs: Iterable[Job], now: float) -> Iterator[tuple[Job, float | None]]:
+    """Each of ``jobs`` (in dispatch order, from the front) with its expected start (wall-clock seconds)."""
+    t, _ = running_end(rt, now)
     for job in jobs:
-        if t is not None and job.not_before > now:
-            t = max(t, job.not_before - now)
-        yield job, None if t is None else round(t, 1)
+        if t is not None and job.not_before > t:
+            t = job.not_before
+        yield job, t
         expected = _expected(rt, job)
         t = None if (t is None or expected is None) else t + expected
 
 
-def refresh(rt: Runtime, now: float) -> dict[str, tuple[int, float | None]]:
-    """Position and ETA (seconds until start) of every queued job: one pass in dispatch order."""
+def _table(rt: Runtime, now: float) -> dict[str, tuple[int, float | None]]:
+    """Position and expected start of every queued job: one pass in dispatch order, cached while the
+    queue is unchanged and the running attempts' estimates hold."""
     cache, scheduler = rt.positions, rt.queue.scheduler
-    if cache.version == scheduler.version and cache.table:
+    if cache.version == scheduler.version and now < cache.valid_until:
         return cache.table
-    cache.table = {job.prompt_id: (position, eta)
-                   for position, (job, eta) in enumerate(_etas(rt, scheduler, now), start=1)}
+    _, cache.valid_until = running_end(rt, now)
+    cache.table = {job.prompt_id: (position, start)
+                   for position, (job, start) in enumerate(_starts(rt, scheduler, now), start=1)}
     cache.version = scheduler.version
     return cache.table
+
+
+def invalidate(rt: Runtime) -> None:
+    rt.positions.version = -1
 
 
 def position_of(rt: Runtime, job: Job) -> int | None:
@@ -61,25 +92,51 @@ def position_of(rt: Runtime, job: Job) -> int | None:
     return rt.queue.scheduler.position(job) if rt.queue.is_queued(job.prompt_id) else None
 
 
+def _seconds(start: float | None, now: float) -> float | None:
+    return None if start is None else round(max(0.0, start - now), 1)
+
+
 def eta_for(rt: Runtime, job: Job, position: int) -> float | None:
-    """Seconds until ``job`` starts: from the position table when it is current, else by walking the
-    jobs ahead (cheap near the front), else extrapolated from the expected durations."""
+    """Seconds until ``job`` starts: 0 while it runs; None when finished, unknown or paused.
+
+    From the position table when it is current, else by walking the jobs ahead (cheap near the
+    front), else extrapolated from the expected durations.
+    """
     if position <= 0:  # not waiting: running (starts now) or finished
         return 0.0 if job.state.active else None
+    if rt.dispatch_state == PAUSED:
+        return None  # nothing starts until an admin resumes
     now = rt.clock()
-    scheduler = rt.queue.scheduler
-    if rt.positions.version == scheduler.version:
-        return rt.positions.table.get(job.prompt_id, (0, None))[1]
+    cache, scheduler = rt.positions, rt.queue.scheduler
+    if cache.version == scheduler.version and now < cache.valid_until:
+        return _seconds(cache.table.get(job.prompt_id, (0, None))[1], now)
     if position <= ETA_EXACT_LIMIT:
-        walked = list(_etas(rt, itertools.islice(scheduler, position), now))
-        return walked[-1][1] if walked else None
+        walked = list(_starts(rt, itertools.islice(scheduler, position), now))
+        return _seconds(walked[-1][1], now) if walked else None
     expected = rt.stats.expected_seconds(job.fingerprint)
-    return None if expected is None else round(running_remaining(rt, now) + (position - 1) * expected, 1)
+    end, _ = running_end(rt, now)
+    return None if expected is None or end is None else _seconds(end + (position - 1) * expected, now)
 
 
-def retry_after(rt: Runtime) -> int:
-    """Whole seconds a refused client should wait before trying again (at least 1)."""
-    remaining = running_remaining(rt, rt.clock())
+def times_out_in(rt: Runtime, job: Job, eta: float | None) -> float | None:
+    """Seconds until the queue timeout fails ``job``, when it is expected to come before its start
+    (``eta`` later than the time left); else None (no timeout, unknown ETA, or paused)."""
+    if not job.state.queued:
+        return None
+    left = rt.queue.seconds_left(job, rt.clock())
+    if left is None or eta is None or eta <= left or rt.dispatch_state == PAUSED:
+        return None
+    return round(left, 1)
+
+
+def retry_after(rt: Runtime) -> int | None:
+    """Whole seconds a refused client should wait before trying again (at least 1); None while
+    paused or draining, when waiting cannot help."""
+    if rt.dispatch_state != RUNNING:
+        return None
+    now = rt.clock()
+    end, _ = running_end(rt, now)
+    remaining = 0.0 if end is None else end - now
     if not remaining:
         recent = rt.stats.expected_seconds("")
         remaining = recent or 5.0
@@ -91,23 +148,28 @@ def broadcast(rt: Runtime, now: float, force: bool = False) -> None:
     cache, queue = rt.positions, rt.queue
     if not force and now - cache.last_broadcast < rt.config.event_throttle:
         return
-    if cache.broadcast_version == queue.scheduler.version and not force:
+    if not force and cache.broadcast_version == queue.scheduler.version and now < cache.valid_until:
         return
+    table = _table(rt, now)
     cache.broadcast_version = queue.scheduler.version
     cache.last_broadcast = now
-    table = refresh(rt, now)
+    paused = rt.dispatch_state == PAUSED
     total = queue.pending
     by_sid: dict[str, dict[str, Any]] = {}
-    for prompt_id, (position, eta) in table.items():
+    for prompt_id, (position, start) in table.items():
         job = queue.jobs[prompt_id]
         if not job.client_id:
             continue
+        if paused:
+            start = None
         previous = cache.sent.get(prompt_id)
-        changed = previous is None or previous[0] != position or _eta_moved(previous[1], eta)
+        changed = previous is None or previous[0] != position or _start_moved(previous[1], start, now)
         if changed or cache.sent_totals.get(job.client_id) != total:
-            by_sid.setdefault(job.client_id, {})[prompt_id] = {"position": position, "eta_s": eta,
-                                                               "state": job.state.value}
-            cache.sent[prompt_id] = (position, eta)
+            eta = _seconds(start, now)
+            by_sid.setdefault(job.client_id, {})[prompt_id] = {
+                "position": position, "eta_s": eta, "state": job.state.value,
+                "times_out_in_s": times_out_in(rt, job, eta)}
+            cache.sent[prompt_id] = (position, start)
     for sid, jobs in by_sid.items():
         cache.sent_totals[sid] = total
         rt.host.send("governor.queue", {"pending": total, "running": len(queue.running), "jobs": jobs}, sid)
@@ -131,7 +193,8 @@ def emit_job(rt: Runtime, job: Job, event: str = "state", **extra: Any) -> None:
     rt.host.send("governor.job", data, job.client_id)
 
 
-def _eta_moved(before: float | None, after: float | None) -> bool:
+def _start_moved(before: float | None, after: float | None, now: float) -> bool:
+    """Whether an expected start moved enough to tell the client (2 s, or a tenth of the wait)."""
     if before is None or after is None:
         return before != after
-    return abs(after - before) >= max(2.0, 0.1 * before)
+    return abs(after - before) >= max(2.0, 0.1 * (before - now))

@@ -51,6 +51,7 @@ class QueueState:
         self.running: dict[str, Attempt] = {}
         self.finished: OrderedDict[str, Job] = OrderedDict()  # newest last, bounded by ``finish(keep=)``
         self.gate: GateWait | None = None
+        self.held_since: float | None = None  # the queue-timeout clock is stopped (paused) since then
         self.seq = last_seq
         self.dispatch_counter = last_dispatch_number
         self._queued_by_client: Counter[str] = Counter()
@@ -115,8 +116,38 @@ class QueueState:
     def set_aging_interval(self, interval: float) -> None:
         self.scheduler.set_aging_interval(interval)
 
+    def hold(self, now: float) -> None:
+        """Stop the queue-timeout (and aging) clock of every queued job: nothing expires while held."""
+        if self.held_since is None:
+            self.held_since = now
+
+    def release(self, now: float) -> list[Job]:
+        """Restart the clock: each queued job keeps the time it had left. Returns the jobs whose
+        ``queued_at`` moved (by the time held)."""
+        if self.held_since is None:
+            return []
+        held, self.held_since = now - self.held_since, None
+        jobs = list(self.scheduler)
+        for job in jobs:
+            job.queued_at += held
+            deadline = job.deadline()
+            if deadline is not None:  # the old entry no longer matches ``deadline()``: it is skipped
+                heapq.heappush(self._deadlines, (deadline, job.seq, job.prompt_id))
+        self.scheduler.reschedule_aging()
+        return jobs
+
+    def seconds_left(self, job: Job, now: float) -> float | None:
+        """Seconds until ``job``'s queue timeout (frozen while held); None without one."""
+        deadline = job.deadline()
+        if deadline is None:
+            return None
+        return max(0.0, deadline - (self.held_since if self.held_since is not None else now))
+
     def pop_expired(self, now: float) -> list[Job]:
-        """Queued jobs whose queue-timeout deadline is at or before ``now`` (each returned once)."""
+        """Queued jobs whose queue-timeout deadline is at or before ``now`` (each returned once);
+        none while the clock is held."""
+        if self.held_since is not None:
+            return []
         expired = []
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, _, prompt_id = heapq.heappop(self._deadlines)

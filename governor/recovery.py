@@ -13,7 +13,7 @@ from __future__ import annotations
 from .failures import error_record
 from .jobs import Job, JobState, Reason
 from .outcomes import fail_unstarted, finalize
-from .runtime import Runtime
+from .runtime import PAUSED, Runtime
 
 
 def load_unfinished(rt: Runtime) -> tuple[list[Job], list[Job]]:
@@ -51,6 +51,8 @@ def recover(rt: Runtime, running: list[Job], queued: list[Job], invalid: dict[st
             job.state = JobState.PENDING
             job.queued_at = now  # a fresh queue-timeout window after downtime
             summary["requeued" if _requeue(rt, job, invalid.get(job.prompt_id), head=False) else "invalid"] += 1
+        if rt.dispatch_state == PAUSED:
+            rt.queue.hold(now)  # still paused after the restart: the fresh windows wait too
         rt.ready = True
         rt.wake_worker()
         return summary

@@ -31,8 +31,9 @@ RUNNING, PAUSED, DRAINING = "running", "paused", "draining"  # the dispatch stat
 class PositionCache:
     """Positions and ETAs per queue version, and what each client was last told (``positions``)."""
 
-    table: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # prompt_id -> (position, eta)
+    table: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # prompt_id -> (position, start)
     version: int = -1  # scheduler version ``table`` was computed for
+    valid_until: float = 0.0  # wall-clock time the running attempts' estimates behind ``table`` change
     sent: dict[str, tuple[int, float | None]] = field(default_factory=dict)
     sent_totals: dict[str, int] = field(default_factory=dict)  # client -> queue length last sent
     last_broadcast: float = 0.0

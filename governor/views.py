@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from . import __version__, positions
@@ -20,18 +21,39 @@ SUMMARY_KEYS = ("max_pending", "max_pending_per_client", "max_concurrent", "queu
                 "admin_token_set")  # the settings /governor/status shows
 
 
-def job_view(rt: Runtime, job: Job) -> dict[str, Any]:
-    """``job.summary()`` plus its ``position`` and ``eta_s`` (both None unless it is queued)."""
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads a view: ``everything`` (an admin, or no admin token set), else only the jobs of
+    ``client_id`` in full and the others as position and state."""
+
+    client_id: str | None = None
+    everything: bool = True
+
+    def may_see(self, job: Job) -> bool:
+        return self.everything or (self.client_id is not None and job.client_id == self.client_id)
+
+
+EVERYONE = Viewer()
+
+
+def job_view(rt: Runtime, job: Job, viewer: Viewer = EVERYONE) -> dict[str, Any]:
+    """``job.summary()`` plus its ``position`` and ``eta_s`` (None unless it is queued) and
+    ``times_out_in_s`` (set when its queue timeout is expected to fail it before it starts).
+    Another client's job, for a ``viewer`` that may not see it: ``{state, position, eta_s}`` only."""
     with rt.lock:
-        out = job.summary()
         position = positions.position_of(rt, job)
+        eta = None if position is None else positions.eta_for(rt, job, position)
+        if not viewer.may_see(job):
+            return {"state": job.state.value, "position": position, "eta_s": eta, "hidden": True}
+        out = job.summary()
         out["position"] = position
-        out["eta_s"] = None if position is None else positions.eta_for(rt, job, position)
+        out["eta_s"] = eta
+        out["times_out_in_s"] = positions.times_out_in(rt, job, eta)
         return out
 
 
 def list_jobs(rt: Runtime, client_id: str | None = None, state: str | None = None, limit: int = 100,
-              offset: int = 0) -> dict[str, Any]:
+              offset: int = 0, viewer: Viewer = EVERYONE) -> dict[str, Any]:
     """Running, then queued in run order, then finished (newest first); filtered, then paged."""
     with rt.lock:
         queue = rt.queue
@@ -42,7 +64,7 @@ def list_jobs(rt: Runtime, client_id: str | None = None, state: str | None = Non
         if state is not None:
             candidates = [j for j in candidates if j.state.value == state]
         page = candidates[offset:offset + limit]
-        return {"jobs": [job_view(rt, j) for j in page], "total": len(candidates), "offset": offset,
+        return {"jobs": [job_view(rt, j, viewer) for j in page], "total": len(candidates), "offset": offset,
                 "limit": limit}
 
 
@@ -64,7 +86,7 @@ def counts(rt: Runtime) -> Counter[tuple[str, str]]:
     return out
 
 
-def status(rt: Runtime, *, can_admin: bool = False) -> dict[str, Any]:
+def status(rt: Runtime, *, can_admin: bool = False, viewer: Viewer = EVERYONE) -> dict[str, Any]:
     with rt.lock:
         queue, cfg = rt.queue, rt.config
         by_state: Counter[str] = Counter()
@@ -84,7 +106,7 @@ def status(rt: Runtime, *, can_admin: bool = False) -> dict[str, Any]:
             "ready": rt.ready,
             "counts": {"by_state": dict(by_state), "pending_by_priority": dict(by_priority),
                        "pending": queue.pending, "running": len(queue.running)},
-            "running": [job_view(rt, queue.jobs[p]) for p in queue.running],
+            "running": [job_view(rt, queue.jobs[p], viewer) for p in queue.running],
             "memory": None if reading is None else {"used": reading.used, "total": reading.total,
                                                     "source": reading.source,
                                                     "used_fraction": round(reading.used_fraction, 4)},

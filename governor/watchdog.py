@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable
 
 from . import positions
+from .admission import timeout_remedy
 from .control import apply_config
 from .jobs import Job, JobState, Reason
 from .outcomes import fail_unstarted
@@ -55,7 +56,8 @@ def _expire_queued(rt: Runtime, now: float) -> None:
         rt.metrics.timeouts.labels("queue").inc()
         log.warning("prompt %s waited %.0f s and timed out in the queue", job.prompt_id, now - job.queued_at)
         fail_unstarted(rt, job, Reason.QUEUE_TIMEOUT,
-                       f"Queue timeout: waited {now - job.queued_at:.0f} s (limit {job.queue_timeout:g} s)")
+                       f"Queue timeout: waited {now - job.queued_at:.0f} s (limit {job.queue_timeout:g} s) and "
+                       f"never started. To avoid this, {timeout_remedy(job.priority)}.")
 
 
 def _watch_running(rt: Runtime, now: float) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from governor_fakes import failed, make_governor, submit
+from governor_fakes import FakeClock, failed, make_governor, run_next, submit
 from restoration_governor.governor.errors import GovernorError
 from restoration_governor.governor.jobs import JobState, Priority, Reason
 
@@ -26,16 +26,39 @@ def test_cancel_pending_and_running(tmp_path):
     assert finished.value.status == 409
 
 
-def test_drain_rejects_new_prompts_and_resume_restores(tmp_path):
+def test_drain_refuses_new_prompts_without_retry_after_and_keeps_dispatching(tmp_path):
     gov, _ = make_governor(tmp_path)
-    queued = submit(gov)
+    queued = [submit(gov), submit(gov)]
     gov.set_dispatch_state("draining")
     with pytest.raises(GovernorError) as e:
         gov.reserve("c1")
-    assert e.value.status == 503
-    assert gov.dispatch(0).job is None
+    assert e.value.status == 503 and "Retry-After" not in e.value.headers
+    assert [run_next(gov), run_next(gov)] == queued  # drain finishes the queue
     gov.set_dispatch_state("running")
-    assert gov.dispatch(0).job is queued
+    gov.reserve("c1")
+
+
+def test_pause_holds_the_queue_and_stops_its_timeout_clock(tmp_path):
+    clock = FakeClock()
+    gov, host = make_governor(tmp_path, clock=clock, queue_timeout=30, max_pending=1)
+    held = submit(gov)
+    clock.advance(10)
+    gov.set_dispatch_state("paused")
+    assert gov.dispatch(0).job is None
+    with pytest.raises(GovernorError) as full:
+        gov.reserve("c2")
+    assert full.value.status == 429 and "Retry-After" not in full.value.headers  # waiting cannot help
+    assert gov.job_view(held)["eta_s"] is None
+    clock.advance(3600)  # an hour of maintenance
+    gov.tick()
+    assert held.state is JobState.PENDING and held.prompt_id not in host.history
+    gov.set_dispatch_state("running")
+    clock.advance(19)  # 10 s before the pause + 19 s after: 1 s left of its 30
+    gov.tick()
+    assert held.state is JobState.PENDING
+    clock.advance(2)
+    gov.tick()
+    assert held.state is JobState.FAILED and held.reason is Reason.QUEUE_TIMEOUT
 
 
 def test_priority_change_and_retry_api(tmp_path):

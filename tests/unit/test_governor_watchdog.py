@@ -9,7 +9,8 @@ from restoration_governor.governor.jobs import JobState, Reason
 def test_queue_timeout_fails_the_job_in_history_and_tells_the_client(tmp_path):
     clock = FakeClock()
     gov, host = make_governor(tmp_path, clock=clock, queue_timeout=30)
-    gov.set_dispatch_state("paused")
+    blocker = submit(gov, "c0")
+    assert gov.dispatch(0).job is blocker  # holds the only slot: the next ones wait
     short = submit(gov, "c1", timeout=5)
     long = submit(gov, "c1", timeout=500)  # may only shorten: capped at 30
     assert long.queue_timeout == 30
@@ -21,7 +22,9 @@ def test_queue_timeout_fails_the_job_in_history_and_tells_the_client(tmp_path):
     assert {"node": None, "prompt_id": short.prompt_id} in host.of("executing")
     clock.advance(25)
     gov.tick()
-    assert long.state is JobState.FAILED and gov.metrics_snapshot()["counts"] == {}
+    assert long.state is JobState.FAILED
+    gov.complete(blocker.prompt_id, True, None)
+    assert gov.metrics_snapshot()["counts"] == {}
 
 
 def test_exec_timeout_interrupts_then_marks_stuck(tmp_path):
