@@ -131,6 +131,21 @@ def requester(request: web.Request, body: dict) -> str | None:
         or request.headers.get("X-Client-Id") or request.query.get("client_id")
 
 
+def _request_digest(data: dict) -> str:
+    """What makes two requests "the same" for an Idempotency-Key: the body without the key itself."""
+    extra = data.get("extra_data")
+    options = extra.get("governor") if isinstance(extra, dict) else None
+    if isinstance(options, dict) and "idempotency_key" in options:
+        options = {k: v for k, v in options.items() if k != "idempotency_key"}
+        extra = {**extra, "governor": options}
+        if not options:
+            del extra["governor"]
+        data = {**data, "extra_data": extra}
+        if not extra:
+            del data["extra_data"]
+    return prompt_digest(data)
+
+
 def _optional_str(data: dict, key: str, limit: int = 256) -> str | None:
     value = data.get(key)
     if value is None:
@@ -213,7 +228,7 @@ async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request,
     fair_key = client_id or f"ip:{request.remote or 'unknown'}"
     ticket = Ticket(fair_key=fair_key, priority=priority, queue_timeout=timeout, idempotency_key=key)
 
-    request_digest = prompt_digest(data) if key is not None else None
+    request_digest = _request_digest(data) if key is not None else None
     held = await key_locks(key) if key is not None else None
     try:
         if key is not None:

@@ -11,7 +11,8 @@ from .client import ComfyClient, message_timestamps
 # Settings tests may change; restored after each test on the shared server.
 DEFAULTS: dict[str, Any] = {
     "max_pending": 10000, "max_pending_per_client": 2000, "max_prompt_bytes": 16 << 20, "duplicate_window": 0.0,
-    "aging_interval": 600.0, "max_concurrent": 1, "queue_timeout": 300.0, "exec_timeout": 0.0,
+    "aging_interval": 600.0, "max_concurrent": 1, "queue_timeout": 300.0, "queue_timeout_low": 0.0,
+    "exec_timeout": 0.0,
     "exec_timeout_grace": 30.0, "retry_attempts": 2, "retry_backoff": 0.2, "retry_backoff_max": 60.0,
     "retry_jitter": 0.0, "retry_node_errors": False, "memory_gate": True, "max_used_fraction": 0.95,
     "min_free_bytes": 0, "max_gate_wait": 600.0, "gate_timeout_action": "run", "upload_max_bytes": 20 << 20,

@@ -6,7 +6,9 @@ import sqlite3
 
 import pytest
 from governor_fakes import FakeClock, make_governor, run_next, submit
+from restoration_governor.governor.admission import queue_timeout_for, timeout_warning
 from restoration_governor.governor.errors import GovernorError
+from restoration_governor.governor.jobs import Priority
 
 
 def test_admission_is_durable_and_never_stores_sensitive_keys(tmp_path):
@@ -89,3 +91,42 @@ def test_expired_idempotency_keys_are_removed_from_the_store(tmp_path):
         run_next(gov)
     rows = sqlite3.connect(tmp_path / "queue-a.sqlite3").execute("SELECT key FROM idempotency").fetchall()
     assert rows == []
+
+
+def test_an_idempotency_key_reused_with_another_body_is_refused_with_422(tmp_path):
+    gov, _ = make_governor(tmp_path)
+    gov.idempotency_remember("k", {"prompt_id": "p1"}, "digest-a")
+    assert gov.idempotency_lookup("k", "digest-a") == {"prompt_id": "p1"}
+    with pytest.raises(GovernorError) as e:
+        gov.idempotency_lookup("k", "digest-b")
+    assert e.value.status == 422 and e.value.type == "idempotency_key_reused"
+    assert e.value.extra_info["prompt_id"] == "p1"
+
+
+def test_low_priority_waits_without_a_queue_timeout_unless_one_is_configured(tmp_path):
+    gov, _ = make_governor(tmp_path, queue_timeout=300)
+    assert submit(gov, "batch", Priority.LOW).queue_timeout is None
+    assert submit(gov, "batch", Priority.LOW, timeout=60).queue_timeout == 60  # a request may still set one
+    assert submit(gov, "ui").queue_timeout == 300
+    gov.update_config({"queue_timeout_low": 3600})
+    assert submit(gov, "batch", Priority.LOW, timeout=7200).queue_timeout == 3600
+    assert queue_timeout_for(gov.config, Priority.LOW, 7200)[1] == \
+        "queue timeout can only be shortened; kept 3600 s (queue_timeout_low)"
+
+
+def test_an_admission_expected_to_outlast_its_timeout_says_so_and_what_to_change(tmp_path):
+    clock = FakeClock()
+    gov, _ = make_governor(tmp_path, clock=clock, queue_timeout=300)
+    prompt = {"1": {"class_type": "Slow", "inputs": {}}}
+    first = submit(gov, prompt=prompt)
+    gov.dispatch(0)
+    clock.advance(200)
+    gov.complete(first.prompt_id, True, None)  # this workflow takes 200 s
+    jobs = [submit(gov, prompt=prompt) for _ in range(3)]
+    infos = [gov.admission_info(j) for j in jobs]
+    assert [i["eta_s"] for i in infos] == [0.0, 200.0, 400.0]
+    assert [i["times_out_in_s"] for i in infos] == [None, None, 300.0]
+    assert [timeout_warning(i, Priority.NORMAL) for i in infos[:2]] == [None, None]
+    note = timeout_warning(infos[2], Priority.NORMAL)
+    assert note.startswith("expected to start in about 400 s, but its queue timeout fails it in 300 s")
+    assert "X-Priority: low" in note and "queue_timeout" in note

@@ -21,6 +21,8 @@ def test_cancel_pending_and_running(tmp_path):
     assert host.interrupts == [running.prompt_id]
     done = gov.complete(running.prompt_id, False, failed([["execution_interrupted", {}]]))
     assert running.state is JobState.CANCELLED and running.reason is Reason.CANCELLED and done.write_history
+    assert running.errors == [] and pending.errors == []  # a cancel is not an error (no red "Last error")
+    assert gov.job_view(running)["last_error"] is None
     with pytest.raises(GovernorError) as finished:
         gov.cancel(running.prompt_id)
     assert finished.value.status == 409

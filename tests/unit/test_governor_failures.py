@@ -5,7 +5,14 @@ from __future__ import annotations
 import random
 
 from restoration_governor.governor.comfy_protocol import report_from_messages
-from restoration_governor.governor.failures import backoff_delay, classify, is_retryable
+from restoration_governor.governor.failures import (
+    MESSAGE_LIMIT,
+    backoff_delay,
+    classify,
+    clip_message,
+    is_retryable,
+    short_type_name,
+)
 from restoration_governor.governor.jobs import Reason
 
 
@@ -33,3 +40,16 @@ def test_backoff_is_exponential_capped_and_jittered():
     rng = random.Random(1)
     delays = [backoff_delay(3, 2, 60, 0.2, rng) for _ in range(200)]
     assert min(delays) >= 6.4 and max(delays) <= 9.6 and len(set(delays)) > 100
+
+
+def test_records_keep_the_short_exception_name_and_the_end_of_a_long_message():
+    mangled = "/srv/comfy/.venv/comfyui/custom_nodes/restoration-governor.restoration.download.DownloadError"
+    remedy = "Download it by hand and put it in /srv/comfy/models/ddcolor."
+    text = "Could not download ddcolor_paper.pth: " + "x" * 5000 + " " + remedy
+    failure = classify(report_from_messages([["execution_error", {"exception_type": mangled,
+                                                                  "exception_message": text}]]), [])
+    assert failure.exception_type == "DownloadError" and short_type_name("ValueError") == "ValueError"
+    assert len(failure.message) <= MESSAGE_LIMIT
+    assert failure.message.startswith("Could not download ddcolor_paper.pth") and failure.message.endswith(remedy)
+    assert failure.record(1, 0.0)["exception_type"] == "DownloadError"
+    assert clip_message("  short  ") == "short"

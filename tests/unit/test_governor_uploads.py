@@ -31,3 +31,19 @@ def test_upload_checks_sniff_the_bytes():
     with pytest.raises(GovernorError) as e:
         check_image_upload(b"\0" * 100, "x.png", apply_patch(cfg, {"upload_max_bytes": 10}))
     assert e.value.status == 413
+
+
+def test_a_decompression_bomb_is_refused_with_its_dimensions():
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 20000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    with pytest.raises(GovernorError) as e:
+        check_image_upload(bomb, "bomb.png", GovernorConfig())
+    assert e.value.type == "upload_too_many_pixels"
+    assert "30000x20000 = 600000000 pixels" in e.value.details
+    assert (e.value.extra_info["width"], e.value.extra_info["height"]) == (30000, 20000)
