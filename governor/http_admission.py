@@ -23,7 +23,7 @@ from .auth import require_priority_right
 from .errors import GovernorError, bad_request, error_body
 from .facade import Governor
 from .jobs import Priority
-from .uploads import check_image_upload, too_large
+from .uploads import check_image_upload, escapes_input_folder, too_large
 
 ADMISSION_TICKET: ContextVar[Ticket | None] = ContextVar("restoration_governor_ticket", default=None)
 
@@ -280,20 +280,12 @@ async def _check_upload(governor: Governor, request: web.Request) -> None:
         raise bad_request("invalid_upload", "No image in the upload",
                           "send a multipart/form-data body with the file in a field named 'image'")
     for field, value in (("file name", upload.filename or ""), ("subfolder", str(form.get("subfolder") or ""))):
-        if _escapes_folder(value, allow_subfolders=field == "subfolder"):
+        if escapes_input_folder(value, allow_subfolders=field == "subfolder"):
             raise bad_request("invalid_upload", f"Invalid {field}",
                               f"{value!r} points outside ComfyUI's input folder; use a plain name", field=field)
     data = upload.file.read()
     upload.file.seek(0)
     check_image_upload(data, upload.filename or "upload", config)
-
-
-def _escapes_folder(name: str, *, allow_subfolders: bool) -> bool:
-    """Whether an upload's file name (or subfolder) would leave the input folder."""
-    parts = name.replace("\\", "/").split("/")
-    if not allow_subfolders and len(parts) > 1:
-        return True
-    return name.startswith(("/", "\\")) or ":" in name or any(p == ".." for p in parts)
 
 
 def _in_error_shape(response: web.StreamResponse) -> web.StreamResponse:

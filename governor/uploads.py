@@ -73,3 +73,11 @@ def check_image_upload(data: bytes, filename: str, config: GovernorConfig) -> No
                             f"{filename!r} is {width}x{height} = {width * height} pixels; "
                             f"the limit is {config.upload_max_pixels}",
                             {"width": width, "height": height, "limit": config.upload_max_pixels})
+
+
+def escapes_input_folder(name: str, *, allow_subfolders: bool) -> bool:
+    """Whether an upload's file name (or subfolder) would leave the input folder."""
+    parts = name.replace("\\", "/").split("/")
+    if not allow_subfolders and len(parts) > 1:
+        return True
+    return name.startswith(("/", "\\")) or ":" in name or any(p == ".." for p in parts)

@@ -41,8 +41,10 @@ async def wait_idle(c: ComfyClient, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def job(c: ComfyClient, prompt_id: str) -> dict[str, Any]:
-    return (await c.get(f"/governor/jobs/{prompt_id}")).ok().body
+async def job(c: ComfyClient, prompt_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The governor's view of a job (with an admin token set, send it or the owner's X-Client-Id:
+    other callers see other clients' jobs as state and position only)."""
+    return (await c.get(f"/governor/jobs/{prompt_id}", headers=headers)).ok().body
 
 
 async def wait_job(c: ComfyClient, prompt_id: str, states: set[str] | str, timeout: float = 60.0) -> dict[str, Any]:

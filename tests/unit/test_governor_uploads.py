@@ -47,3 +47,14 @@ def test_a_decompression_bomb_is_refused_with_its_dimensions():
     assert e.value.type == "upload_too_many_pixels"
     assert "30000x20000 = 600000000 pixels" in e.value.details
     assert (e.value.extra_info["width"], e.value.extra_info["height"]) == (30000, 20000)
+
+
+def test_names_that_would_leave_the_input_folder_are_recognised():
+    from restoration_governor.governor.uploads import escapes_input_folder
+
+    for name in ("../../evil.png", "a/b.png", "..\\x.png", "/etc/passwd", "C:evil.png"):
+        assert escapes_input_folder(name, allow_subfolders=False), name
+    for folder in ("../..", "/abs", "a/../../b"):
+        assert escapes_input_folder(folder, allow_subfolders=True), folder
+    assert not escapes_input_folder("photo 1.png", allow_subfolders=False)
+    assert not escapes_input_folder("albums/1952", allow_subfolders=True)
