@@ -57,6 +57,10 @@ async def test_a_prompt_that_always_fails_ends_failed_after_the_configured_attem
     assert final["attempts"] == 2 and final["reason"] == "oom"
     assert [e["attempt"] for e in final["errors"]] == [1, 2]
     assert entry["governor"]["attempts"] == 2
+    # the short type name (ComfyUI says torch.OutOfMemoryError) in the record, the history and the event
+    assert [e["exception_type"] for e in final["errors"]] == ["OutOfMemoryError"] * 2
+    error = next(data for kind, data in entry["status"]["messages"] if kind == "execution_error")
+    assert error["exception_type"] == "OutOfMemoryError"
 
 
 async def test_ordinary_node_errors_are_not_retried(gov_client: ComfyClient):
