@@ -13,14 +13,22 @@ same run (ComfyUI without the pack for /prompt latency), on this machine:
 * ``recovery``: a real ComfyUI restarted over a store holding 10,000 pending prompts; the time the
   governor spends re-validating and requeueing them (its own log line), target <= 5 s.
 
-Usage: ``.venv/bin/python bench/governor_overhead.py [--quick]``
+Usage: ``.venv/bin/python bench/governor_overhead.py [--quick] [--core-only] [--compare-with DIR]``
+
+``--compare-with DIR`` runs ``core`` of another checkout (say the commit before a refactor, from
+``git worktree add``) and of this one in alternating fresh processes and prints the medians and
+the ratio this / other per figure, so both see the same machine load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -33,8 +41,9 @@ use_repo_packages()
 from harness.client import ComfyClient  # noqa: E402
 from harness.comfy_server import ComfyServer  # noqa: E402
 from harness.graphs import sleep_prompt  # noqa: E402
+from restoration_governor.governor.admission import Ticket  # noqa: E402
 from restoration_governor.governor.config import ConfigFile  # noqa: E402
-from restoration_governor.governor.core import Governor, Ticket  # noqa: E402
+from restoration_governor.governor.facade import Governor  # noqa: E402
 from restoration_governor.governor.jobs import Job, Priority  # noqa: E402
 from restoration_governor.governor.leases import LeaseManager  # noqa: E402
 from restoration_governor.governor.memory import ProbeChain, SystemMemoryProbe, evaluate_gate  # noqa: E402
@@ -46,8 +55,7 @@ class NullHost:
     def send(self, *a): pass
     def queue_changed(self): pass
     def interrupt(self, *a): pass
-    def release_models(self): pass
-    def write_history(self, *a): pass
+    def job_ended_unstarted(self, *a): pass
     def delete_history(self, *a): pass
 
 
@@ -116,7 +124,7 @@ def bench_core(directory: Path, pending: int) -> dict:
     t = time.perf_counter()
     for _ in range(n):
         d = gov.dispatch(0)
-        gov.complete(d.job.prompt_id, True, [])
+        gov.complete(d.job.prompt_id, True, None)
     out["dispatch_and_complete_us_per_job"] = round((time.perf_counter() - t) / n * 1e6, 1)
 
     # memory gate cost per dispatch (probe read + decision)
@@ -134,7 +142,7 @@ def bench_core(directory: Path, pending: int) -> dict:
         d = gov.dispatch(0)
         if d.job is None:
             break
-        gov.complete(d.job.prompt_id, True, [])
+        gov.complete(d.job.prompt_id, True, None)
     out["finish_us_per_job"] = round((time.perf_counter() - t) / max(1, pending - n) * 1e6, 1)
     out["recorded_jobs"] = len(gov.finished)
     times = []
@@ -212,18 +220,48 @@ def bench_recovery(directory: Path, pending: int) -> dict:
             "meets_target": recovered_s is not None and recovered_s <= 5.0}
 
 
+_COMPARED = ("admit_us_per_job", "dispatch_and_complete_us_per_job", "finish_us_per_job", "job_view_us_at_pending",
+             "memory_bytes_per_pending_job")
+_CORE_RUNNER = ("import json, sys, tempfile; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+                "import governor_overhead as b; t = tempfile.mkdtemp(); "
+                "print(json.dumps(b.bench_core(Path(t), int(sys.argv[2]))))")
+
+
+def _core_in_process_of(checkout: Path, pending: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", _CORE_RUNNER, str(checkout / "bench"), str(pending)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bench_compare(other: Path, pending: int, rounds: int) -> dict:
+    """``core`` of ``other`` and of this checkout, alternating fresh processes; medians and this/other."""
+    runs: dict[str, list[dict]] = {"other": [], "this": []}
+    for _ in range(rounds):
+        runs["other"].append(_core_in_process_of(other, pending))
+        runs["this"].append(_core_in_process_of(Path(__file__).resolve().parents[1], pending))
+    medians = {name: {k: statistics.median(r[k] for r in rs) for k in _COMPARED} for name, rs in runs.items()}
+    ratio = {k: round(medians["this"][k] / medians["other"][k], 3) for k in _COMPARED if medians["other"][k]}
+    return {"other": str(other), "pending": pending, "rounds": rounds, "median_other": medians["other"],
+            "median_this": medians["this"], "ratio_this_over_other": ratio}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs (for a smoke check)")
+    parser.add_argument("--core-only", action="store_true", help="only the in-process figures (no servers)")
+    parser.add_argument("--compare-with", type=Path, metavar="DIR", help="another checkout to compare core with")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds for --compare-with")
     args = parser.parse_args()
     pending = 2000 if args.quick else 10_000
+    if args.compare_with:
+        emit(bench_compare(args.compare_with.resolve(), pending, args.rounds))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        result = {
-            "core": bench_core(tmp_path / "core", pending),
-            "prompt_latency": bench_prompt_latency(tmp_path / "latency", 100 if args.quick else 400),
-            "recovery": bench_recovery(tmp_path / "recovery", pending),
-        }
+        result = {"core": bench_core(tmp_path / "core", pending)}
+        if not args.core_only:
+            result["prompt_latency"] = bench_prompt_latency(tmp_path / "latency", 100 if args.quick else 400)
+            result["recovery"] = bench_recovery(tmp_path / "recovery", pending)
     emit(result)
 
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
+from .config import GovernorConfig, effective_admin_token
+from .errors import forbidden
+from .jobs import Priority
+
 
 def is_loopback(remote: str | None) -> bool:
     if not remote:
@@ -32,3 +36,29 @@ def is_admin(headers, remote: str | None, admin_token: str | None) -> bool:
         token = presented_token(headers)
         return token is not None and hmac.compare_digest(token.encode(), admin_token.encode())
     return is_loopback(remote)
+
+
+def require_priority_right(priority: Priority, admin: bool) -> None:
+    """High priority needs admin rights (the one place this rule lives); raises 403 otherwise."""
+    if priority is Priority.HIGH and not admin:
+        raise forbidden("High priority needs the admin token",
+                        "send Authorization: Bearer <token> as an admin, or use normal or low priority")
+
+
+def require_job_access(job_client_id: str | None, client_id: str | None, admin: bool) -> None:
+    """Only the client that queued a job (by its ``client_id``) or an admin may change it; 403 otherwise."""
+    if admin or (client_id and client_id == job_client_id):
+        return
+    raise forbidden("Not your job", "only the client that queued a job (by its client_id) or an admin may "
+                    "change it")
+
+
+def sees_everything(config: GovernorConfig, admin: bool) -> bool:
+    """Whether a caller may see every job's client id and prompt: always without an admin token;
+    with one, admins only (others see their own jobs, and the rest as position and state)."""
+    return admin or not effective_admin_token(config)
+
+
+def is_admin_request(config: GovernorConfig, headers, remote: str | None) -> bool:
+    """Admin rights of a request under ``config`` (its token, or ``GOVERNOR_ADMIN_TOKEN``)."""
+    return is_admin(headers, remote, effective_admin_token(config))

@@ -13,10 +13,7 @@ Works with the 6-tuple queue items of 0.3.75 and the 5-tuple items of 0.3.64.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib
-import inspect
-import json
 import logging
 import os
 import threading
@@ -24,9 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import comfy_protocol as protocol
+from .admission import prompt_digest
+from .comfy_queue import build_queue_class, six_tuple_items
 from .config import ConfigFile
-from .core import Governor, Host
-from .http_api import ADMISSION_TICKET, make_middleware, register_routes
+from .facade import Governor
+from .host import Host
+from .http_admission import make_middleware
+from .http_api import register_routes
+from .http_core_guard import make_guard_middleware
 from .jobs import Job
 from .leases import LeaseManager
 from .memory import build_probe_chain
@@ -39,128 +42,6 @@ WATCHDOG_INTERVAL = 0.2
 
 def _comfy(name: str):
     return importlib.import_module(name)
-
-
-def _six_tuple_items(execution) -> bool:
-    """0.3.75 queue items carry a 6th element (sensitive extra_data); 0.3.64 items have 5."""
-    return "process_item" in inspect.signature(execution.PromptQueue.task_done).parameters
-
-
-def build_queue_class(base: type):
-    class GovernedPromptQueue(base):  # type: ignore[misc, valid-type]
-        """ComfyUI's PromptQueue contract, with the governor as the storage and the scheduler."""
-
-        def __init__(self, server, governor: Governor, six_tuple: bool, sensitive_keys: tuple[str, ...]) -> None:
-            super().__init__(server)
-            self.governor = governor
-            self.six_tuple = six_tuple
-            self.sensitive_keys = sensitive_keys
-            self.mutex = governor.lock  # one lock and one condition for queue and governor
-            self.not_empty = governor.cond
-            self._pending_cache: tuple[tuple[int, int], list] = ((-1, -1), [])
-
-        # ComfyUI code (and some packs) read ``queue``; it is derived from the governor.
-        @property
-        def queue(self) -> list:
-            return list(self._pending_items())
-
-        @queue.setter
-        def queue(self, value) -> None:  # PromptQueue.__init__ assigns []
-            if value:
-                raise AttributeError("the governed queue cannot be replaced")
-
-        def item_for(self, job: Job, number: float) -> tuple:
-            extra = dict(job.extra_data)
-            if self.six_tuple:
-                return (number, job.prompt_id, job.prompt, extra, job.outputs, dict(job.sensitive))
-            extra.update(job.sensitive)
-            return (number, job.prompt_id, job.prompt, extra, job.outputs)
-
-        def _pending_items(self) -> list:
-            """Pending items with the numbers the governor will run them under (sorted = run order)."""
-            with self.mutex:
-                stamp = (self.governor.scheduler.version, self.governor.dispatch_counter)
-                if self._pending_cache[0] != stamp:
-                    base_number = self.governor.dispatch_counter
-                    items = [self.item_for(job, base_number + rank)
-                             for rank, job in enumerate(self.governor.scheduler, start=1)]
-                    self._pending_cache = (stamp, items)
-                return self._pending_cache[1]
-
-        def put(self, item) -> None:
-            number, prompt_id, prompt, extra_data, outputs = item[:5]
-            if len(item) > 5:
-                sensitive = dict(item[5])
-            else:
-                extra_data = dict(extra_data)
-                sensitive = {k: extra_data.pop(k) for k in self.sensitive_keys if k in extra_data}
-            self.governor.admit(number, prompt_id, prompt, extra_data, outputs, sensitive, ADMISSION_TICKET.get())
-            self.server.queue_updated()
-
-        def get(self, timeout=None):
-            result = self.governor.dispatch(timeout, wake=lambda: bool(self.flags))
-            if result.release_models:
-                # The worker handles flags right after get() returns: it unloads the models, then asks again.
-                self.set_flag("unload_models", True)
-                return None
-            job = result.job
-            if job is None:
-                return None
-            with self.mutex:
-                item = self.item_for(job, job.dispatch_number)
-                item_id = self.task_counter
-                self.currently_running[item_id] = item
-                self.task_counter += 1
-            self.server.queue_updated()
-            return (item, item_id)
-
-        def task_done(self, item_id, history_result, status, process_item=None) -> None:
-            with self.mutex:
-                item = self.currently_running.get(item_id)
-                if item is None:
-                    return
-                success = status is not None and status.status_str == "success"
-                messages = list(status.messages) if status is not None else []
-                completion = self.governor.complete(item[1], success, messages)
-                if completion.write_history:
-                    if self.six_tuple:
-                        super().task_done(item_id, history_result, status, process_item=process_item)
-                    else:
-                        super().task_done(item_id, history_result, status)
-                    entry = self.history.get(item[1])
-                    if entry is not None and completion.governor_info:
-                        entry["governor"] = completion.governor_info
-                else:  # the attempt will be retried: no history entry until the final outcome
-                    self.currently_running.pop(item_id, None)
-                    self.server.queue_updated()
-                if completion.free_memory:
-                    self.flags["free_memory"] = True
-
-        def get_current_queue(self):
-            return self.get_current_queue_volatile()
-
-        def get_current_queue_volatile(self):
-            with self.mutex:
-                return (list(self.currently_running.values()), list(self._pending_items()))
-
-        def get_tasks_remaining(self) -> int:
-            with self.mutex:
-                return len(self.governor.scheduler) + len(self.currently_running)
-
-        def wipe_queue(self) -> None:
-            self.governor.cancel_where(lambda job: True, first_only=False)
-            self.server.queue_updated()
-
-        def delete_queue_item(self, function) -> bool:
-            with self.mutex:
-                for item in self._pending_items():
-                    if function(item):
-                        self.governor.cancel(item[1])
-                        self.server.queue_updated()
-                        return True
-            return False
-
-    return GovernedPromptQueue
 
 
 class ComfyHost(Host):
@@ -182,21 +63,17 @@ class ComfyHost(Host):
             if prompt_id in running:
                 _comfy("comfy.model_management").interrupt_current_processing(True)
 
-    def release_models(self) -> None:
-        self.queue.set_flag("unload_models", True)
-
-    def write_history(self, job: Job, status: dict[str, Any], governor_info: dict[str, Any]) -> None:
-        execution = _comfy("execution")
-        limit = getattr(execution, "MAXIMUM_HISTORY_SIZE", 10000)
+    def job_ended_unstarted(self, job: Job, error: dict[str, Any], governor_info: dict[str, Any]) -> None:
+        status, events = protocol.unstarted_failure(job, error)
+        limit = getattr(_comfy("execution"), "MAXIMUM_HISTORY_SIZE", 10000)
         with self.queue.mutex:
             history = self.queue.history
             if len(history) > limit:
                 history.pop(next(iter(history)))
-            history[job.prompt_id] = {
-                "prompt": (job.dispatch_number or job.number, job.prompt_id, job.prompt or {}, job.extra_data,
-                           job.outputs),
-                "outputs": {}, "status": status, "meta": {}, "governor": governor_info,
-            }
+            history[job.prompt_id] = protocol.history_entry(job, status, governor_info)
+        if job.client_id:  # plain ComfyUI clients wait for these
+            for event, data in events:
+                self.server.send_sync(event, data, job.client_id)
         self.server.queue_updated()
 
     def delete_history(self, prompt_id: str) -> None:
@@ -214,8 +91,13 @@ def _paths(folder_paths) -> tuple[Path, Path, str]:
             instance = f"port{_comfy('comfy.cli_args').args.port}"
         except Exception:
             instance = "default"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in instance)
+    safe = _safe_name(instance)
     return own_dir / f"queue-{safe}.sqlite3", state_dir, safe
+
+
+def _safe_name(name: str) -> str:
+    """``name`` with every character a file name may not safely hold replaced by ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _cuda_device() -> tuple[int | None, str | None]:
@@ -241,8 +123,8 @@ def install(prompt_server) -> Governor:
     host = ComfyHost(prompt_server)
     cuda_index, cuda_uuid = _cuda_device()
     # Slots are per GPU: instances sharing the state directory but not the card do not block each other.
-    device_key = f"gpu-{cuda_uuid}" if cuda_uuid else (f"cuda{cuda_index}" if cuda_index is not None else "cpu")
-    device_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in device_key)
+    device_key = _safe_name(f"gpu-{cuda_uuid}" if cuda_uuid else (f"cuda{cuda_index}" if cuda_index is not None
+                                                                   else "cpu"))
     governor = Governor(
         config_file=ConfigFile(state_dir / "config.json"),
         store=SqliteJobStore(queue_db),
@@ -251,7 +133,7 @@ def install(prompt_server) -> Governor:
         host=host,
         instance_id=instance,
     )
-    six = _six_tuple_items(execution)
+    six = six_tuple_items(execution)
     sensitive_keys = tuple(getattr(execution, "SENSITIVE_EXTRA_DATA_KEYS", ("auth_token_comfy_org",
                                                                            "api_key_comfy_org")))
     queue_cls = build_queue_class(execution.PromptQueue)
@@ -265,6 +147,7 @@ def install(prompt_server) -> Governor:
 
     _hide_retried_attempt_events(prompt_server, governor)
     prompt_server.app.middlewares.append(make_middleware(governor))
+    prompt_server.app.middlewares.append(make_guard_middleware(governor))
     register_routes(prompt_server.routes, governor)
     watchdog = _Watchdog(governor)
 
@@ -287,8 +170,11 @@ def _hide_retried_attempt_events(prompt_server, governor: Governor) -> None:
     send_sync = prompt_server.send_sync
 
     def governed_send_sync(event, data, sid=None):
-        if event in ("execution_error", "executing") and isinstance(data, dict) \
-                and governor.hides_attempt_event(event, data):
+        if protocol.is_error_event(event, data):
+            protocol.shorten_exception_type(data)
+            if governor.hide_failed_attempt(data["prompt_id"], protocol.report_from_error_event(data)):
+                return
+        elif protocol.is_prompt_end_event(event, data) and governor.is_requeued(data["prompt_id"]):
             return
         send_sync(event, data, sid)
 
@@ -301,8 +187,7 @@ async def _recover(governor: Governor, execution) -> None:
     invalid: dict[str, str] = {}
     verdicts: dict[str, str | None] = {}
     for job in [*running, *queued]:
-        digest = hashlib.sha1(json.dumps(job.prompt, sort_keys=True, default=str).encode(),
-                              usedforsecurity=False).hexdigest()
+        digest = prompt_digest(job.prompt)
         if digest not in verdicts:
             try:
                 valid = await execution.validate_prompt(job.prompt_id, job.prompt, None)

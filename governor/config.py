@@ -46,8 +46,11 @@ class GovernorConfig:
     max_concurrent: int = _setting(1, "Prompts running at once across every ComfyUI instance that shares the "
                                    "state directory (one GPU).", min=1, max=64)
     # -- timeouts ---------------------------------------------------------------------------------
-    queue_timeout: float = _setting(300.0, "Seconds a prompt may wait before it is failed with queue_timeout "
-                                    "(X-Queue-Timeout can shorten it per request). 0 = none.", min=0)
+    queue_timeout: float = _setting(300.0, "Seconds a high or normal priority prompt may wait before it is failed "
+                                    "with queue_timeout (X-Queue-Timeout can shorten it per request). The clock "
+                                    "stops while the governor is paused. 0 = none.", min=0)
+    queue_timeout_low: float = _setting(0.0, "The same for low priority (batches): 0 = they wait as long as it "
+                                        "takes.", min=0)
     exec_timeout: float = _setting(0.0, "Seconds a prompt may run before it is interrupted (exec_timeout). "
                                    "0 = off.", min=0)
     exec_timeout_grace: float = _setting(30.0, "Seconds after an exec-timeout interrupt before the job is marked "

@@ -36,15 +36,24 @@ class JobState(str, enum.Enum):
 
     @property
     def final(self) -> bool:
-        return self in (JobState.SUCCESS, JobState.FAILED, JobState.CANCELLED)
+        return self in STATE_GROUPS["final"]
 
     @property
     def queued(self) -> bool:
-        return self in (JobState.PENDING, JobState.WAITING_FOR_MEMORY)
+        return self in STATE_GROUPS["queued"]
 
     @property
     def active(self) -> bool:
-        return self in (JobState.RUNNING, JobState.STUCK)
+        return self in STATE_GROUPS["active"]
+
+
+# The one definition of the state groups. The web extension's copy (web/lib/job_states.mjs) is
+# generated from it, and tests/unit/test_governor_jobs.py fails when the copy is stale.
+STATE_GROUPS: dict[str, tuple[JobState, ...]] = {
+    "queued": (JobState.PENDING, JobState.WAITING_FOR_MEMORY),  # waiting to start
+    "active": (JobState.RUNNING, JobState.STUCK),  # an attempt is running
+    "final": (JobState.SUCCESS, JobState.FAILED, JobState.CANCELLED),  # finished for good
+}
 
 
 class Reason(str, enum.Enum):
@@ -94,14 +103,9 @@ class Job:
     dispatch_number: int = 0  # the number the prompt ran under (ComfyUI history / queue order)
     exec_seconds: float | None = None
     peak_memory: int | None = None  # bytes over the level at dispatch, as sampled
-    # volatile (not persisted)
+    # volatile (never persisted): ComfyUI's sensitive extra_data keys, for this process's runs only.
+    # What belongs to one running attempt lives in ``queue_state.Attempt``.
     sensitive: dict[str, Any] = field(default_factory=dict, repr=False)
-    gate_wait_since: float | None = None
-    released_models_for_wait: bool = False
-    interrupt_reason: Reason | None = None  # set when the governor interrupts a running job
-    retry_planned: bool = False  # the attempt's error was hidden from the client: it will be retried
-    interrupted_at: float | None = None
-    memory_baseline: int | None = None
 
     def sort_key(self) -> tuple[int, int, float, int]:
         return (self.tier, self.lane, self.vstart, self.seq)

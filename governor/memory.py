@@ -87,10 +87,6 @@ class ProbeChain:
     def __init__(self, probes: list[MemoryProbe]) -> None:
         self.probes = list(probes)
 
-    @property
-    def source(self) -> str:
-        return self.probes[0].name if self.probes else "none"
-
     def read(self) -> MemoryReading | None:
         while self.probes:
             try:

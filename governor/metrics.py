@@ -12,6 +12,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from .jobs import STATE_GROUPS, Priority
+
+LIVE_SERIES = tuple((state.value, priority.label) for group in ("queued", "active") for state in STATE_GROUPS[group]
+                    for priority in Priority)
 _WAIT_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
 _EXEC_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -28,8 +32,8 @@ class _LiveGauges:
     def collect(self):
         s = self.snapshot()
         depth = GaugeMetricFamily("governor_queue_jobs", "Jobs by state and priority", labels=["state", "priority"])
-        for (state, priority), n in sorted(s["counts"].items()):
-            depth.add_metric([state, priority], n)
+        for state, priority in LIVE_SERIES:  # every series, 0 when empty: dashboards show 0, not "no data"
+            depth.add_metric([state, priority], s["counts"].get((state, priority), 0))
         yield depth
         state = GaugeMetricFamily("governor_dispatch_state", "1 for the governor's current state", labels=["state"])
         for name in ("running", "paused", "draining"):

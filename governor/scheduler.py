@@ -119,6 +119,10 @@ class FairScheduler:
         if interval == self.aging_interval:
             return
         self.aging_interval = interval
+        self.reschedule_aging()
+
+    def reschedule_aging(self) -> None:
+        """Recompute every promotion time (after the interval or the jobs' ``queued_at`` changed)."""
         self._aging_heap = []
         for job in self._by_key.values():
             self._schedule_aging(job)

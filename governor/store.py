@@ -17,28 +17,88 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .jobs import Job, JobState, Priority, Reason
+from .jobs import STATE_GROUPS, Job, JobState, Priority, Reason
 
-FINAL_STATES = tuple(s.value for s in JobState if s.final)
+FINAL_STATES = tuple(s.value for s in STATE_GROUPS["final"])
+QUEUED_STATES = tuple(s.value for s in STATE_GROUPS["queued"])
+ACTIVE_STATES = tuple(s.value for s in STATE_GROUPS["active"])
 
 
 class JobStore(Protocol):
-    def insert(self, job: Job) -> None: ...
-    def update(self, job: Job) -> None: ...
-    def load_queued(self) -> list[Job]: ...
-    def load_running(self) -> list[Job]: ...
-    def load_finished(self, limit: int) -> list[Job]: ...
-    def get(self, prompt_id: str) -> Job | None: ...
-    def prune_finished(self, keep: int) -> int: ...
-    def max_dispatch_number(self) -> int: ...
-    def max_seq(self) -> int: ...
-    def kv_get(self, key: str) -> Any: ...
-    def kv_set(self, key: str, value: Any) -> None: ...
-    def idempotency_get(self, key: str, now: float) -> dict[str, Any] | None: ...
-    def idempotency_put(self, key: str, record: dict[str, Any], expires_at: float) -> None: ...
-    def idempotency_prune(self, now: float) -> None: ...
-    def close(self) -> None: ...
+    """Where the governor keeps its job records; a second implementation (Redis) follows this text.
 
+    Calls come from several threads (HTTP handlers, ComfyUI's worker, the watchdog), always with
+    the governor's lock held, so an implementation must be thread-safe but need not order
+    concurrent calls itself. **Durable on return** means: the change is committed and survives a
+    killed process (``kill -9``) of this or any other client of the store; every mutating method
+    below is durable on return. A method that cannot make its change durable raises (the governor
+    then refuses the admission, or logs and goes on); it never returns having silently dropped it.
+    Job records are written whole (``insert``) or by the mutable fields (``update``); the
+    governor never hands over ComfyUI's sensitive ``extra_data`` keys (``Job.sensitive`` is not
+    stored), and nothing else of ``Job`` is volatile.
+    """
+
+    def insert(self, job: Job) -> None:
+        """Store a newly admitted job, every persisted field; durable on return (``/prompt`` answers
+        200 only after this). Raises if ``job.prompt_id`` is already stored."""
+
+    def update(self, job: Job) -> None:
+        """Overwrite the mutable fields of a stored job (``UPDATE_FIELDS``: state, priority, tier, lane,
+        vstart, number, extra_data, queued_at, started_at, finished_at, attempts, max_attempts,
+        queue_timeout, not_before, reason, errors, idempotency_key, dispatch_number, exec_seconds,
+        peak_memory); the others (``FIXED_FIELDS``: prompt_id, seq, prompt, outputs, created_at,
+        client_id, fair_key, fingerprint) never change after ``insert`` and are left alone, so the
+        prompt survives ``Job.prompt`` being emptied in memory. Durable on return; a no-op for an
+        unknown prompt_id."""
+
+    def load_queued(self) -> list[Job]:
+        """Jobs in a queued state (pending, waiting_for_memory), in dispatch order: sorted by
+        ``Job.sort_key()`` = (tier, lane, vstart, seq), ascending. Recovery requeues them in this
+        order keeping their tags, so the order after a restart is the order before it."""
+
+    def load_running(self) -> list[Job]:
+        """Jobs in an active state (running, stuck), oldest ``started_at`` first."""
+
+    def load_finished(self, limit: int) -> list[Job]:
+        """The ``limit`` most recently finished jobs (final states, by ``finished_at``), oldest first."""
+
+    def get(self, prompt_id: str) -> Job | None:
+        """The whole stored record (prompt included), or None."""
+
+    def prune_finished(self, keep: int) -> int:
+        """Delete finished jobs but the ``keep`` most recent (by ``finished_at``); returns how many went.
+        Queued and running jobs are never pruned."""
+
+    def max_dispatch_number(self) -> int:
+        """The highest ``dispatch_number`` stored, 0 when none: numbering goes on after a restart."""
+
+    def max_seq(self) -> int:
+        """The highest ``seq`` stored, 0 when none: admission order goes on after a restart."""
+
+    def kv_get(self, key: str) -> Any:
+        """A small JSON value stored under ``key`` (``dispatch_state``), or None."""
+
+    def kv_set(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable ``value`` under ``key`` (replacing it); durable on return."""
+
+    def idempotency_get(self, key: str, now: float) -> dict[str, Any] | None:
+        """The answer recorded for an Idempotency-Key, if its record has not expired at ``now``.
+
+        TTL meaning: a record put with ``expires_at`` answers every lookup with ``now < expires_at``
+        and none after (``expires_at = time of the first answer + idempotency_ttl``): within the
+        TTL a repeat gets the first answer back; after it, the key is free and starts a new prompt.
+        An expired record may still be stored until ``idempotency_prune``; it must read as absent.
+        """
+
+    def idempotency_put(self, key: str, record: dict[str, Any], expires_at: float) -> None:
+        """Record the answer for ``key`` until ``expires_at`` (wall-clock seconds), replacing any
+        earlier record of the key; durable on return."""
+
+    def idempotency_prune(self, now: float) -> None:
+        """Delete the records expired at ``now`` (housekeeping; lookups already ignore them)."""
+
+    def close(self) -> None:
+        """Release the store's resources; no call follows."""
 
 _COLUMNS = (
     "prompt_id", "seq", "state", "priority", "tier", "lane", "vstart", "client_id", "fair_key", "number",
@@ -46,8 +106,8 @@ _COLUMNS = (
     "max_attempts", "queue_timeout", "not_before", "reason", "errors", "fingerprint", "idempotency_key",
     "dispatch_number", "exec_seconds", "peak_memory",
 )
-_UPDATE_COLUMNS = tuple(c for c in _COLUMNS if c not in ("prompt_id", "seq", "prompt", "outputs", "created_at",
-                                                          "client_id", "fair_key", "fingerprint"))
+FIXED_FIELDS = ("prompt_id", "seq", "prompt", "outputs", "created_at", "client_id", "fair_key", "fingerprint")
+UPDATE_FIELDS = tuple(c for c in _COLUMNS if c not in FIXED_FIELDS)  # what ``JobStore.update`` writes
 
 # No secondary indexes: rows are looked up by prompt_id, and the by-state scans happen at start-up
 # (and a prune every 100 finished jobs). Each index would cost every dispatch and completion a write.
@@ -108,7 +168,7 @@ class SqliteJobStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._insert_sql = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-        self._update_sql = (f"UPDATE jobs SET {', '.join(c + '=?' for c in _UPDATE_COLUMNS)} WHERE prompt_id=?")
+        self._update_sql = (f"UPDATE jobs SET {', '.join(c + '=?' for c in UPDATE_FIELDS)} WHERE prompt_id=?")
 
     def _exec(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -118,15 +178,15 @@ class SqliteJobStore:
         self._exec(self._insert_sql, _row(job, _COLUMNS))
 
     def update(self, job: Job) -> None:
-        self._exec(self._update_sql, [*_row(job, _UPDATE_COLUMNS), job.prompt_id])
+        self._exec(self._update_sql, [*_row(job, UPDATE_FIELDS), job.prompt_id])
 
     def load_queued(self) -> list[Job]:
-        rows = self._exec("SELECT * FROM jobs WHERE state IN ('pending', 'waiting_for_memory') "
+        rows = self._exec(f"SELECT * FROM jobs WHERE state IN {QUEUED_STATES!r} "
                           "ORDER BY tier, lane, vstart, seq").fetchall()
         return [_job(r) for r in rows]
 
     def load_running(self) -> list[Job]:
-        rows = self._exec("SELECT * FROM jobs WHERE state IN ('running', 'stuck') ORDER BY started_at").fetchall()
+        rows = self._exec(f"SELECT * FROM jobs WHERE state IN {ACTIVE_STATES!r} ORDER BY started_at").fetchall()
         return [_job(r) for r in rows]
 
     def load_finished(self, limit: int) -> list[Job]:

@@ -149,9 +149,11 @@ async def test_retry_and_failure_show_toasts_and_the_panel_can_retry(comfy_page,
 async def test_queue_timeout_and_memory_wait_show_toasts(comfy_page, gov_http):
     c = gov_http
     p = await comfy_page()
-    (await c.post("/governor/pause")).ok()
+    blocker = await _queue(c, sleep_prompt(30.0, "blocker", steps=300), "another-client")  # holds the slot
+    await wait_job(c, blocker, "running")
     await _queue(c, sleep_prompt(0.1, "short-lived"), p.client_id, headers={"X-Queue-Timeout": "1"})
     await p.wait_toast("Timed out in the queue")
+    (await c.post(f"/governor/jobs/{blocker}/cancel")).ok()
     # The governor also tells ComfyUI's own client code (execution_error): its dialog shows the reason.
     dialog = p.page.locator(".p-dialog", has_text="Queue timeout")
     await dialog.wait_for(state="visible")
@@ -219,7 +221,7 @@ async def test_without_admin_rights_the_admin_controls_are_hidden(comfy_page, go
         await p.row(mine).locator("select.rg-priority").select_option("low")
         await wait_job(c, mine, "pending")
         deadline = time.monotonic() + 10
-        while (await job(c, mine))["priority"] != "low":
+        while (await job(c, mine, {"Authorization": f"Bearer {token}"}))["priority"] != "low":
             assert time.monotonic() < deadline, "priority change from the panel never reached the governor"
             await asyncio.sleep(0.1)
         assert p.pack_problems() == []

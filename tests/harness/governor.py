@@ -11,7 +11,8 @@ from .client import ComfyClient, message_timestamps
 # Settings tests may change; restored after each test on the shared server.
 DEFAULTS: dict[str, Any] = {
     "max_pending": 10000, "max_pending_per_client": 2000, "max_prompt_bytes": 16 << 20, "duplicate_window": 0.0,
-    "aging_interval": 600.0, "max_concurrent": 1, "queue_timeout": 300.0, "exec_timeout": 0.0,
+    "aging_interval": 600.0, "max_concurrent": 1, "queue_timeout": 300.0, "queue_timeout_low": 0.0,
+    "exec_timeout": 0.0,
     "exec_timeout_grace": 30.0, "retry_attempts": 2, "retry_backoff": 0.2, "retry_backoff_max": 60.0,
     "retry_jitter": 0.0, "retry_node_errors": False, "memory_gate": True, "max_used_fraction": 0.95,
     "min_free_bytes": 0, "max_gate_wait": 600.0, "gate_timeout_action": "run", "upload_max_bytes": 20 << 20,
@@ -40,8 +41,10 @@ async def wait_idle(c: ComfyClient, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def job(c: ComfyClient, prompt_id: str) -> dict[str, Any]:
-    return (await c.get(f"/governor/jobs/{prompt_id}")).ok().body
+async def job(c: ComfyClient, prompt_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The governor's view of a job (with an admin token set, send it or the owner's X-Client-Id:
+    other callers see other clients' jobs as state and position only)."""
+    return (await c.get(f"/governor/jobs/{prompt_id}", headers=headers)).ok().body
 
 
 async def wait_job(c: ComfyClient, prompt_id: str, states: set[str] | str, timeout: float = 60.0) -> dict[str, Any]:

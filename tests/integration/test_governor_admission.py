@@ -162,3 +162,43 @@ async def test_a_reused_prompt_id_is_refused_while_it_is_queued(gov_client: Comf
     (await c.submit(sleep_prompt(0.01), prompt_id=pid)).ok()
     again = await c.submit(sleep_prompt(0.01), prompt_id=pid)
     assert again.status == 409 and again.body["error"]["type"] == "prompt_id_in_use"
+
+
+async def test_deeply_nested_json_is_a_400_in_the_error_shape_not_a_500(gov_client: ComfyClient):
+    c = gov_client
+    depth = 100_000
+    body = b'{"prompt": ' + b"[" * depth + b"]" * depth + b"}"
+    r = await c.request("POST", "/prompt", data=body, headers={"Content-Type": "application/json"})
+    assert r.status == 400 and r.body["error"]["type"] == "invalid_json" and r.body["node_errors"] == {}
+    assert "256 levels" in r.body["error"]["details"]
+    entry = await c.run(sleep_prompt(0.01, "after-nesting"))
+    assert entry["status"]["status_str"] == "success"
+
+
+async def test_an_idempotency_key_reused_with_another_body_is_refused_with_422(gov_client: ComfyClient):
+    c = gov_client
+    key = uuid.uuid4().hex
+    first = (await c.submit(sleep_prompt(0.01, "idem-a"), headers={"Idempotency-Key": key})).ok()
+    other = await c.submit(sleep_prompt(0.01, "idem-b"), headers={"Idempotency-Key": key})
+    assert other.status == 422 and other.body["error"]["type"] == "idempotency_key_reused"
+    assert other.body["error"]["extra_info"]["prompt_id"] == first.body["prompt_id"]
+    same = (await c.submit(sleep_prompt(0.01, "idem-a"), headers={"Idempotency-Key": key})).ok()
+    assert same.body["prompt_id"] == first.body["prompt_id"] and same.headers.get("Idempotent-Replayed") == "true"
+
+
+async def test_low_priority_has_no_queue_timeout_and_a_doomed_admission_is_warned(gov_client: ComfyClient):
+    c = gov_client
+    low = (await c.submit(sleep_prompt(0.01, "batch"), headers={"X-Priority": "low"})).ok().body["governor"]
+    normal = (await c.submit(sleep_prompt(0.01, "ui"))).ok().body["governor"]
+    assert low["queue_timeout_s"] is None and normal["queue_timeout_s"] == 300.0
+    await c.run(sleep_prompt(1.5, "slow", steps=15))  # the governor learns this workflow takes ~1.5 s
+    (await c.patch("/governor/config", {"queue_timeout": 2})).ok()
+    answers = [(await c.submit(sleep_prompt(1.5, "slow", steps=15))).ok().body for _ in range(3)]
+    infos = [a["governor"] for a in answers]
+    assert infos[2]["eta_s"] > 2 and 0 < infos[2]["times_out_in_s"] <= 2
+    note = " ".join(infos[2].get("notes", []))
+    assert "expected to start in about" in note and "X-Priority: low" in note
+    assert "notes" not in infos[0] and infos[0]["times_out_in_s"] is None
+    entry = await c.wait_history(answers[2]["prompt_id"], 30)
+    assert entry["governor"]["reason"] == "queue_timeout"
+    assert "X-Priority: low" in entry["status"]["messages"][0][1]["exception_message"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
+import time
 import zlib
 
 from harness.client import ComfyClient, history_outcome
@@ -12,20 +14,36 @@ from harness.graphs import sleep_prompt
 from PIL import Image
 
 
-async def test_pause_holds_drain_rejects_resume_runs(gov_client: ComfyClient):
+async def test_pause_holds_and_drain_finishes_the_queue_while_refusing_new_prompts(gov_client: ComfyClient):
     c = gov_client
     (await c.post("/api/governor/pause")).ok()
-    held = await c.queue_prompt(sleep_prompt(0.05, "held"))
+    held = [await c.queue_prompt(sleep_prompt(0.05, f"held{i}")) for i in range(3)]
     status = (await c.get("/governor/status")).ok().body
-    assert status["state"] == "paused" and status["counts"]["pending"] == 1
-    assert (await job(c, held))["state"] == "pending"
+    assert status["state"] == "paused" and status["counts"]["pending"] == 3
+    assert [(await job(c, p))["state"] for p in held] == ["pending"] * 3
+    assert (await job(c, held[0]))["eta_s"] is None  # nothing starts while paused
     (await c.post("/governor/drain")).ok()
     refused = await c.submit(sleep_prompt(0.05))
     assert refused.status == 503 and refused.body["error"]["type"] == "governor_draining"
-    assert (await job(c, held))["state"] == "pending"
+    assert "Retry-After" not in refused.headers  # only an admin's resume helps
+    entries = await wait_all_history(c, held, 30)  # draining finishes the queue without a resume
+    assert [history_outcome(entries[p]) for p in held] == ["success"] * 3
+    assert (await c.get("/governor/status")).ok().body["state"] == "draining"
     (await c.post("/governor/resume")).ok()
-    entry = await c.wait_history(held, 30)
-    assert history_outcome(entry) == "success"
+    assert (await c.queue_prompt(sleep_prompt(0.01, "after")))
+
+
+async def test_a_paused_queue_keeps_its_prompts_past_their_queue_timeout(gov_client: ComfyClient):
+    c = gov_client
+    (await c.patch("/governor/config", {"queue_timeout": 2})).ok()
+    (await c.post("/governor/pause")).ok()
+    held = await c.queue_prompt(sleep_prompt(0.05, "held-past-timeout"))
+    started = time.monotonic()
+    while time.monotonic() - started < 3.5:  # well past its 2 s: the watchdog ticks every 0.2 s
+        assert (await job(c, held))["state"] == "pending"
+        await asyncio.sleep(0.25)
+    (await c.post("/governor/resume")).ok()
+    assert history_outcome(await c.wait_history(held, 30)) == "success"
 
 
 async def test_cancel_pending_through_the_api_and_through_comfyui_queue_delete(gov_client: ComfyClient):
@@ -180,3 +198,67 @@ async def test_upload_limits(gov_client: ComfyClient, comfy_server):
     assert big.status == 413 and big.body["error"]["type"] == "upload_too_large"
     assert not (comfy_server.input_dir / "evil.png").exists()
     assert not (comfy_server.input_dir / "bomb.png").exists()
+
+
+async def test_with_a_token_core_queue_routes_need_admin_or_ownership(gov_client: ComfyClient):
+    c = gov_client
+    token = "core-routes-token"
+    auth = {"Authorization": f"Bearer {token}"}
+    me, other = {"X-Client-Id": c.client_id}, {"X-Client-Id": "someone-else"}
+    (await c.patch("/governor/config", {"admin_token": token})).ok()
+    try:
+        (await c.post("/governor/pause", headers=auth)).ok()
+        mine = [await c.queue_prompt(sleep_prompt(0.01, f"mine{i}")) for i in range(3)]
+        for path, body in [("/queue", {"clear": True}), ("/api/queue", {"clear": True}),
+                           ("/history", {"clear": True}), ("/queue", {"delete": [mine[0]]}),
+                           ("/interrupt", {"prompt_id": mine[0]}), ("/history", {"delete": [mine[0]]})]:
+            r = await c.post(path, body, headers=other)
+            assert r.status == 403 and r.body["error"]["type"] == "forbidden", (path, body, r.body)
+        assert [(await job(c, p))["state"] for p in mine] == ["pending"] * 3
+        (await c.post("/queue", {"delete": [mine[0]]}, headers=me)).ok()  # its owner may
+        assert (await job(c, mine[0]))["state"] == "cancelled"
+        theirs = (await c.get(f"/governor/jobs/{mine[1]}", headers=other)).ok().body
+        assert theirs == {"state": "pending", "position": 1, "eta_s": None, "hidden": True}
+        own = (await c.get(f"/governor/jobs/{mine[1]}", headers=me)).ok().body
+        assert own["client_id"] == c.client_id
+        listed = (await c.get("/governor/jobs", headers=other)).ok().body["jobs"]
+        assert listed and all("client_id" not in j for j in listed)
+        queue = (await c.get("/queue", headers=other)).ok().body["queue_pending"]
+        assert {item[1] for item in queue} == set(mine[1:]) and all(item[2] == {} and item[3] == {} for item in queue)
+        seen = (await c.get("/queue", headers=me)).ok().body["queue_pending"]
+        assert all(item[3]["client_id"] == c.client_id for item in seen)
+        (await c.post("/queue", {"clear": True}, headers=auth)).ok()  # an admin may
+        assert [(await job(c, p))["state"] for p in mine[1:]] == ["cancelled"] * 2
+    finally:
+        (await c.patch("/governor/config", {**DEFAULTS, "admin_token": None}, headers=auth)).ok()
+        (await c.post("/governor/resume")).ok()
+
+
+def _raw_multipart(filename: str, data: bytes) -> bytes:
+    """A form with the file name exactly as given (aiohttp's client would percent-encode a path)."""
+    return (b"--rgboundary\r\nContent-Disposition: form-data; name=\"image\"; filename=\"" + filename.encode()
+            + b"\"\r\nContent-Type: image/png\r\n\r\n" + data + b"\r\n--rgboundary--\r\n")
+
+
+async def test_upload_refusals_all_use_the_error_shape(gov_client: ComfyClient, comfy_server):
+    import aiohttp
+
+    c = gov_client
+    no_image = aiohttp.FormData()
+    no_image.add_field("overwrite", "true")
+    subfolder = aiohttp.FormData()
+    subfolder.add_field("image", _png(8, 8), filename="ok.png", content_type="image/png")
+    subfolder.add_field("subfolder", "../..")
+    cases = [
+        await c.request("POST", "/upload/image", data=no_image),
+        await c.request("POST", "/upload/image", data=b"plain bytes", headers={"Content-Type": "text/plain"}),
+        await c.request("POST", "/upload/image", data=subfolder),
+        await c.request("POST", "/upload/image", data=_raw_multipart("../../evil.png", _png(8, 8)),
+                        headers={"Content-Type": "multipart/form-data; boundary=rgboundary"}),
+    ]
+    for r in cases:
+        assert r.status == 400, r.body
+        assert set(r.body["error"]) == {"type", "message", "details", "extra_info"} and r.body["node_errors"] == {}
+    assert not (comfy_server.input_dir.parent / "evil.png").exists()
+    bomb = await _upload(c, _png_header_only(60000, 60000), "bomb.png")
+    assert bomb.status == 400 and "60000x60000 = 3600000000 pixels" in bomb.body["error"]["details"]

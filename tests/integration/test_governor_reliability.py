@@ -57,6 +57,10 @@ async def test_a_prompt_that_always_fails_ends_failed_after_the_configured_attem
     assert final["attempts"] == 2 and final["reason"] == "oom"
     assert [e["attempt"] for e in final["errors"]] == [1, 2]
     assert entry["governor"]["attempts"] == 2
+    # the short type name (ComfyUI says torch.OutOfMemoryError) in the record, the history and the event
+    assert [e["exception_type"] for e in final["errors"]] == ["OutOfMemoryError"] * 2
+    error = next(data for kind, data in entry["status"]["messages"] if kind == "execution_error")
+    assert error["exception_type"] == "OutOfMemoryError"
 
 
 async def test_ordinary_node_errors_are_not_retried(gov_client: ComfyClient):
@@ -81,17 +85,20 @@ async def test_a_prompt_interrupted_by_the_user_is_not_retried(gov_client: Comfy
 async def test_a_queue_timeout_expires_a_held_prompt_and_history_shows_it(gov_client: ComfyClient):
     c = gov_client
     stream = await c.events()
-    (await c.post("/governor/pause")).ok()
+    blocker = await c.queue_prompt(sleep_prompt(30.0, "blocker", steps=300))  # holds the only slot
+    await wait_job(c, blocker, "running")
     pid = await c.queue_prompt(sleep_prompt(0.01), headers={"X-Queue-Timeout": "1"})
     entry = await c.wait_history(pid, 20)
     assert entry["status"]["status_str"] == "error"
     assert entry["governor"]["reason"] == "queue_timeout"
-    assert "Queue timeout" in entry["status"]["messages"][0][1]["exception_message"]
+    message = entry["status"]["messages"][0][1]["exception_message"]
+    assert "Queue timeout" in message and "X-Priority: low" in message  # says what to change
     assert (await job(c, pid))["state"] == "failed"
     await stream.wait_for(lambda m: m.type == "executing" and m.data.get("prompt_id") == pid
                           and m.data.get("node") is None, 5)  # plain ComfyUI clients stop waiting
     failed = [m for m in stream.of_type("governor.job", pid) if m.data["state"] == "failed"]
     assert failed and failed[-1].data["reason"] == "queue_timeout"
+    (await c.post(f"/governor/jobs/{blocker}/cancel")).ok()
 
 
 async def test_an_execution_timeout_interrupts_a_sleeping_node(gov_client: ComfyClient):

@@ -6,8 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from restoration_governor.governor import comfy_protocol
+from restoration_governor.governor.admission import Ticket
 from restoration_governor.governor.config import ConfigFile
-from restoration_governor.governor.core import Governor, Ticket
+from restoration_governor.governor.facade import Governor
+from restoration_governor.governor.failures import ErrorReport
 from restoration_governor.governor.jobs import Job, Priority
 from restoration_governor.governor.leases import LeaseManager
 from restoration_governor.governor.memory import MemoryReading, ProbeChain
@@ -26,10 +29,11 @@ class FakeClock:
 
 
 class FakeHost:
+    """Records what the governor asks; a job that ends unstarted is shown as ComfyHost shows it."""
+
     def __init__(self) -> None:
         self.events: list[tuple[str, dict, str | None]] = []
         self.interrupts: list[str] = []
-        self.releases = 0
         self.history: dict[str, dict] = {}
         self.queue_changes = 0
 
@@ -42,11 +46,11 @@ class FakeHost:
     def interrupt(self, prompt_id: str) -> None:
         self.interrupts.append(prompt_id)
 
-    def release_models(self) -> None:
-        self.releases += 1
-
-    def write_history(self, job: Job, status: dict[str, Any], governor_info: dict[str, Any]) -> None:
-        self.history[job.prompt_id] = {"status": status, "governor": governor_info}
+    def job_ended_unstarted(self, job: Job, error: dict[str, Any], governor_info: dict[str, Any]) -> None:
+        status, events = comfy_protocol.unstarted_failure(job, error)
+        self.history[job.prompt_id] = comfy_protocol.history_entry(job, status, governor_info)
+        if job.client_id:
+            self.events += [(event, data, job.client_id) for event, data in events]
 
     def delete_history(self, prompt_id: str) -> None:
         self.history.pop(prompt_id, None)
@@ -96,11 +100,16 @@ def submit(gov: Governor, client: str = "c1", priority: Priority = Priority.NORM
                      {"client_id": client}, ["1"], {"api_key_comfy_org": "secret"}, ticket)
 
 
+def failed(messages: list) -> ErrorReport | None:
+    """What the adapter makes of a failed attempt's ComfyUI status messages."""
+    return comfy_protocol.report_from_messages(messages)
+
+
 def run_next(gov: Governor, success: bool = True, messages: list | None = None) -> Job | None:
     d = gov.dispatch(0)
     if d.job is None:
         return None
-    gov.complete(d.job.prompt_id, success, messages or [])
+    gov.complete(d.job.prompt_id, success, None if success else failed(messages or []))
     return d.job
 
 
@@ -113,7 +122,7 @@ def oom_messages() -> list:
 
 def crash(gov: Governor) -> None:
     """What a kill -9 leaves: the store as it is, and the OS dropping the dead process's file locks."""
-    for lease in gov.running.values():
-        if lease is not None:
-            os.close(lease.fd)  # closing the descriptor drops the lock, as process death does
+    for attempt in gov.running.values():
+        if attempt.lease is not None:
+            os.close(attempt.lease.fd)  # closing the descriptor drops the lock, as process death does
     gov.running.clear()

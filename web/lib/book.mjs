@@ -2,9 +2,9 @@
 // Fed by the POST /prompt answer, the governor.queue / governor.job WebSocket events and,
 // while the panel is open, GET /governor/jobs?client_id=...; the indicator and the panel read it.
 
-export const QUEUED_STATES = new Set(["pending", "waiting_for_memory"]);
-export const ACTIVE_STATES = new Set(["running", "stuck"]);
-export const FINAL_STATES = new Set(["success", "failed", "cancelled"]);
+import { ACTIVE_STATES, FINAL_STATES, QUEUED_STATES } from "./job_states.mjs";
+
+export { ACTIVE_STATES, FINAL_STATES, QUEUED_STATES };
 const KEEP_FINISHED = 20;
 
 const SERVER_FIELDS = [
@@ -49,9 +49,10 @@ export class JobBook {
     return job;
   }
 
-  _setPosition(job, position, eta) {
+  _setPosition(job, position, eta, timesOut) {
     job.position = position ?? null;
     job.eta_s = eta ?? null;
+    job.times_out_in_s = timesOut ?? null; // set by the server only when the timeout is expected first
     job.etaAt = this.now();
   }
 
@@ -63,7 +64,7 @@ export class JobBook {
     if (info.priority) job.priority = info.priority;
     if (!known) {
       job.state = info.state || "pending";
-      this._setPosition(job, info.position, info.eta_s);
+      this._setPosition(job, info.position, info.eta_s, info.times_out_in_s);
       job.attempts = 0;
       if (Number.isFinite(info.pending)) this.pending = info.pending;
     }
@@ -82,7 +83,7 @@ export class JobBook {
         if (!QUEUED_STATES.has(entry.state)) continue;
       }
       job.state = entry.state || job.state;
-      this._setPosition(job, entry.position, entry.eta_s);
+      this._setPosition(job, entry.position, entry.eta_s, entry.times_out_in_s);
       job.eventAt = this.now();
     }
     this.changed();
@@ -104,7 +105,7 @@ export class JobBook {
     if (QUEUED_STATES.has(job.state)) {
       if (data.position !== undefined) {
         const keepEta = job.position === data.position;
-        this._setPosition(job, data.position, keepEta ? this.etaNow(job) : null);
+        this._setPosition(job, data.position, keepEta ? this.etaNow(job) : null, keepEta ? this.timeoutNow(job) : null);
       }
     } else {
       this._setPosition(job, null, null);
@@ -129,7 +130,7 @@ export class JobBook {
       const job = this._job(server.prompt_id);
       if (job.eventAt && job.eventAt > requestedAt) continue;
       for (const key of SERVER_FIELDS) if (server[key] !== undefined) job[key] = server[key];
-      this._setPosition(job, server.position, server.eta_s);
+      this._setPosition(job, server.position, server.eta_s, server.times_out_in_s);
     }
     const complete = (listing.total ?? 0) <= (listing.jobs || []).length;
     for (const [promptId, job] of this.jobs) {
@@ -149,6 +150,12 @@ export class JobBook {
   etaNow(job) {
     if (job.eta_s === null || job.eta_s === undefined) return null;
     return Math.max(0, job.eta_s - (this.now() - job.etaAt) / 1000);
+  }
+
+  /** Seconds until the queue timeout fails this prompt, when that is expected before it starts. */
+  timeoutNow(job) {
+    if (job.times_out_in_s === null || job.times_out_in_s === undefined) return null;
+    return Math.max(0, job.times_out_in_s - (this.now() - job.etaAt) / 1000);
   }
 
   /** Running first, then waiting in queue order, then the most recently finished. */

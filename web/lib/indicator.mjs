@@ -28,6 +28,8 @@ export function headlineText(headline, book, governorState, t) {
   const notes = [];
   if (headline.queuedMore > 0) notes.push(t("indicator.more", { n: headline.queuedMore }));
   if (headline.runningToo > 0) notes.push(t("indicator.alsoRunning", { n: headline.runningToo }));
+  const timesOut = kind === "pending" && governorState !== "paused" ? formatEta(book.timeoutNow(job), t) : null;
+  if (timesOut) notes.push(t("indicator.timesOut", { eta: timesOut }));
   if (governorState === "paused" || governorState === "draining") notes.push(t(`indicator.governor_${governorState}`));
   return { text, notes: notes.join(" · "), kind };
 }

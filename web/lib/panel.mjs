@@ -115,6 +115,8 @@ class JobRow {
     if (queued && job.position) {
       position = t("panel.position", { position: job.position, total: Math.max(book.pending || 0, job.position) });
       eta = job.state === "pending" && view.status?.state !== "paused" ? formatEta(book.etaNow(job), t) || "" : "";
+      const timesOut = job.state === "pending" && view.status?.state !== "paused" ? formatEta(book.timeoutNow(job), t) : null;
+      if (timesOut) eta = [eta, t("indicator.timesOut", { eta: timesOut })].filter(Boolean).join(" · ");
     } else if (active && job.started_at) {
       position = t("panel.runningFor", { elapsed: formatDuration(Date.now() / 1000 - job.started_at, t) });
     } else if (job.state === "success" && Number.isFinite(job.exec_seconds)) {

@@ -9,9 +9,9 @@ from __future__ import annotations
 import threading
 
 from governor_fakes import make_governor
-from restoration_governor.governor.comfy_adapter import build_queue_class
-from restoration_governor.governor.core import Ticket
-from restoration_governor.governor.http_api import ADMISSION_TICKET
+from restoration_governor.governor.admission import Ticket
+from restoration_governor.governor.comfy_queue import build_queue_class
+from restoration_governor.governor.http_admission import ADMISSION_TICKET
 from restoration_governor.governor.jobs import Priority
 
 SENSITIVE = ("auth_token_comfy_org", "api_key_comfy_org")

@@ -1,0 +1,146 @@
+"""Control verbs: cancel, change priority, retry a finished job, pause / drain / resume, settings.
+
+Each verb acting on one job checks access first (``auth.require_job_access``: its owner by
+``client_id``, or an admin). The dispatch state is persisted (``kv`` ``dispatch_state``) so a
+paused or draining server stays so across a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import positions
+from .auth import require_job_access, require_priority_right
+from .config import ConfigError, GovernorConfig, apply_patch
+from .errors import bad_request, conflict, not_found
+from .jobs import Job, JobState, Priority, Reason
+from .outcomes import finalize
+from .runtime import PAUSED, Runtime
+
+log = logging.getLogger("restoration_governor.governor")
+
+
+def find(rt: Runtime, prompt_id: str) -> Job:
+    """The job, live or finished (from the store when it left the finished cache); 404 if unknown."""
+    with rt.lock:
+        job = rt.queue.find(prompt_id) or rt.store.get(prompt_id)
+        if job is None:
+            raise not_found("job", prompt_id)
+        return job
+
+
+def cancel(rt: Runtime, prompt_id: str, *, client_id: str | None = None, admin: bool = True) -> Job:
+    """Queued: removed and ``cancelled``. Running: interrupted (``complete`` then records it cancelled)."""
+    with rt.lock:
+        job = find(rt, prompt_id)
+        require_job_access(job.client_id, client_id, admin)
+        if job.state.queued:
+            rt.queue.unqueue(job)  # no error record: a cancel is not an error (``reason`` says cancelled)
+            finalize(rt, job, JobState.CANCELLED, Reason.CANCELLED)
+            rt.host.queue_changed()
+        elif job.state.active:
+            attempt = rt.queue.attempt(prompt_id)
+            if attempt is not None:
+                attempt.interrupt_reason = Reason.CANCELLED
+                attempt.interrupted_at = rt.clock()
+            rt.host.interrupt(prompt_id)
+        else:
+            raise conflict("job_finished", "Job already finished", f"{prompt_id} is {job.state.value}")
+        return job
+
+
+def cancel_all_queued(rt: Runtime) -> int:
+    """Cancel every queued job (ComfyUI's queue clear); returns how many."""
+    with rt.lock:
+        jobs = list(rt.queue.scheduler)
+        for job in jobs:
+            cancel(rt, job.prompt_id)
+        return len(jobs)
+
+
+def set_priority(rt: Runtime, prompt_id: str, priority: Priority, *, client_id: str | None, admin: bool) -> Job:
+    """Move a queued job to another tier, as a new arrival there; 409 once it started."""
+    with rt.lock:
+        job = find(rt, prompt_id)
+        require_job_access(job.client_id, client_id, admin)
+        require_priority_right(priority, admin)
+        if not job.state.queued:
+            raise conflict("job_not_queued", "Only a waiting job can change priority",
+                           f"{prompt_id} is {job.state.value}")
+        job.priority = priority
+        rt.queue.change_tier(job, int(priority))
+        rt.store.update(job)
+        positions.emit_job(rt, job)
+        rt.host.queue_changed()
+        rt.wake_worker()
+        return job
+
+
+def retry(rt: Runtime, prompt_id: str, *, client_id: str | None, admin: bool) -> Job:
+    """Put a failed or cancelled job back in the queue (a fresh set of attempts, same prompt_id)."""
+    with rt.lock:
+        job = find(rt, prompt_id)
+        require_job_access(job.client_id, client_id, admin)
+        if job.state not in (JobState.FAILED, JobState.CANCELLED):
+            raise conflict("job_not_retryable", "Only a failed or cancelled job can be retried",
+                           f"{prompt_id} is {job.state.value}")
+        full = rt.store.get(prompt_id)
+        if full is None or not full.prompt:
+            raise conflict("job_not_retryable", "The job's prompt is no longer stored", prompt_id)
+        rt.queue.reopen(prompt_id)
+        full.state = JobState.PENDING
+        full.reason = None
+        full.attempts = 0
+        full.max_attempts = rt.config.retry_attempts + 1
+        full.queued_at = rt.clock()
+        full.started_at = full.finished_at = None
+        full.not_before = 0.0
+        full.tier = int(full.priority)
+        rt.queue.enqueue(full)
+        rt.store.update(full)
+        rt.host.delete_history(prompt_id)
+        positions.emit_job(rt, full)
+        rt.host.queue_changed()
+        rt.wake_worker()
+        return full
+
+
+def set_dispatch_state(rt: Runtime, state: str) -> None:
+    """``running``, ``paused`` or ``draining``: persisted, broadcast as ``governor.status``.
+
+    Paused holds every queued job and stops its queue-timeout clock; leaving ``paused`` restarts
+    the clock with the time each job had left. Draining dispatches like running (the queue is
+    finished) while admission refuses new prompts.
+    """
+    with rt.lock:
+        now = rt.clock()
+        if state == PAUSED:
+            rt.queue.hold(now)
+        else:
+            rt.queue.release(now)
+        rt.dispatch_state = state
+        rt.store.kv_set("dispatch_state", state)
+        log.info("governor is now %s", state)
+        rt.host.send("governor.status", {"state": state}, None)
+        positions.invalidate(rt)
+        positions.broadcast(rt, now, force=True)  # ETAs appear or vanish with the state
+        rt.wake_worker()
+
+
+def update_config(rt: Runtime, patch: Any) -> GovernorConfig:
+    """Validate ``patch`` (400 naming each bad key), save it and apply it live."""
+    with rt.lock:
+        try:
+            new = apply_patch(rt.config, patch)
+        except ConfigError as e:
+            raise bad_request("invalid_config", "Invalid governor settings", str(e), errors=e.errors) from None
+        rt.config_file.save(new)
+        apply_config(rt, new)
+        return new
+
+
+def apply_config(rt: Runtime, new: GovernorConfig) -> None:
+    rt.config = new
+    rt.queue.set_aging_interval(new.aging_interval)
+    rt.wake_worker()
