@@ -34,7 +34,7 @@ def test_a_store_held_by_another_process_is_refused(tmp_path):
     store = tmp_path / "queue-port8188.sqlite3"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from filelock import FileLock; "
-         f"FileLock({str(store) + '.lock'!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+         f"lock = FileLock({str(store) + '.lock'!r}); lock.acquire(); print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
