@@ -28,6 +28,9 @@ ADMISSION_TICKET: ContextVar[Ticket | None] = ContextVar("restoration_governor_t
 
 PROMPT_PATHS = frozenset({"/prompt", "/api/prompt"})
 UPLOAD_PATHS = frozenset({"/upload/image", "/upload/mask", "/api/upload/image", "/api/upload/mask"})
+# Newer cores' assets route takes any file type, so only the size cap applies there; it is checked from
+# Content-Length, before the body is read (the core handler streams it itself).
+ASSET_UPLOAD_PATHS = frozenset({"/api/assets"})
 _PROMPT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MULTIPART_SLACK = 256 * 1024
 
@@ -75,6 +78,8 @@ def make_middleware(governor: Governor):
                 return await _admit(governor, key_locks, request, handler)
             if request.method == "POST" and request.path in UPLOAD_PATHS:
                 await _check_upload(governor, request)
+            if request.method == "POST" and request.path in ASSET_UPLOAD_PATHS:
+                _check_upload_size(governor, request)
         except GovernorError as e:
             return error_response(e)
         return await handler(request)
@@ -212,10 +217,15 @@ async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request,
             held.release()
 
 
-async def _check_upload(governor: Governor, request: web.Request) -> None:
+def _check_upload_size(governor: Governor, request: web.Request) -> None:
     config = governor.config
     if request.content_length is not None and request.content_length > config.upload_max_bytes + _MULTIPART_SLACK:
         raise too_large(request.content_length, config)
+
+
+async def _check_upload(governor: Governor, request: web.Request) -> None:
+    config = governor.config
+    _check_upload_size(governor, request)
     try:
         form = await request.post()  # aiohttp caches the parsed form: the core handler reads the same one
     except web.HTTPRequestEntityTooLarge:
@@ -239,7 +249,8 @@ def register_routes(routes: web.RouteTableDef, governor: Governor) -> None:
             return
         if effective_admin_token(governor.config):
             raise GovernorError(401, "admin_token_required", "Admin token required",
-                                "send Authorization: Bearer <token> (or X-Governor-Token)")
+                                "send X-Governor-Token: <token> (or Authorization: Bearer <token> "
+                                "when no proxy owns that header)")
         raise forbidden("Admin actions are allowed from this machine only",
                         "no admin token is set, so only loopback clients may administer the governor")
 
