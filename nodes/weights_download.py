@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..restoration.download import RemoteFile, download, download_all
@@ -46,8 +47,8 @@ def download_weights(remote: RemoteFile, dest_dir: str | Path) -> Path:
     return download(remote, dest_dir, progress=DownloadProgress(remote.filename))
 
 
-def download_missing(wanted: list[tuple[RemoteFile, str | Path]], *,
-                     also_missing: list[tuple[RemoteFile, str | Path]] = (), also_why: str = "") -> list[Path]:
+def download_missing(wanted: Sequence[tuple[RemoteFile, str | Path]], *,
+                     also_missing: Sequence[tuple[RemoteFile, str | Path]] = (), also_why: str = "") -> list[Path]:
     """Every missing file of ``wanted``, downloaded; one ``MissingWeightsError`` lists all that could not be
     (with ``also_missing``: files another node of the graph needs, named in the same message)."""
     for remote, folder in wanted:
