@@ -1,15 +1,15 @@
 """Install-time set-up, run by ComfyUI-Manager / comfy-cli as ``python install.py`` (cwd = this pack).
 
-Idempotent and quiet about network: it only calls pip, and only for requirements that are
-missing or too old (ComfyUI-Manager normally installed them already, line by line). It creates the
-model folders the nodes read and prints what it did. Weights are never downloaded here: the nodes
-fetch an official checkpoint on first use.
+It installs nothing and starts no process: the Comfy Registry forbids package installs from install
+scripts, ComfyUI-Manager 4.3 refuses flagged packs on servers that listen beyond loopback, and uv
+environments have no pip. The Manager installs ``requirements.txt`` itself. This script only creates
+the model folders the nodes read and prints what is still missing (requirements, with the command to
+install them). Weights are never downloaded here: the nodes fetch an official checkpoint on first use.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -38,6 +38,7 @@ def comfyui_models_dir() -> Path | None:
 
 
 def missing_requirements() -> list[str]:
+    """Lines of requirements.txt that are not installed, or installed in a version outside the range."""
     missing = []
     for line in (PACK_DIR / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
@@ -54,17 +55,12 @@ def missing_requirements() -> list[str]:
             missing.append(line)
             continue
         if specifier and not specifier.contains(installed, prereleases=True):
-            missing.append(line)
+            missing.append(f"{line} (found {installed})")
     return missing
 
 
 def main() -> int:
     actions: list[str] = []
-    missing = missing_requirements()
-    for line in missing:
-        actions.append(f"pip install {line}")
-        subprocess.check_call([sys.executable, "-m", "pip", "install", line])
-
     models = comfyui_models_dir()
     if models is None:
         actions.append("model folders skipped: ComfyUI's folder not found from here (set COMFYUI_PATH)")
@@ -74,6 +70,14 @@ def main() -> int:
             if not folder.is_dir():
                 folder.mkdir(parents=True, exist_ok=True)
                 actions.append(f"created {folder}")
+
+    missing = missing_requirements()
+    if missing:
+        actions.append(
+            f"missing requirements: {', '.join(missing)}. Install them with ComfyUI's Python: "
+            f"{Path(sys.executable).name} -m pip install -r {PACK_DIR / 'requirements.txt'} "
+            "(ComfyUI-Manager does this itself)"
+        )
 
     print("[restoration-governor] install.py:", "; ".join(actions) if actions else "nothing to do")
     return 0

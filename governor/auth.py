@@ -1,6 +1,8 @@
 """Who may do what: admin actions need the token, or loopback when no token is set.
 
-The token comes from ``Authorization: Bearer <token>`` or ``X-Governor-Token``. The peer address
+The token comes from ``X-Governor-Token``, else ``Authorization: Bearer <token>``: the pack's own header
+wins because front doors own ``Authorization`` (core's ``WRAPPER_AUTH_TOKEN``, hosting proxies), so a
+client behind one sends the front door's token there and the governor's in ``X-Governor-Token``. The peer address
 is the TCP peer (``request.remote``), never a forwarding header, which any client can forge.
 A client may act on its own jobs by naming its ``client_id`` (the id its WebSocket uses).
 """
@@ -25,10 +27,14 @@ def is_loopback(remote: str | None) -> bool:
 
 
 def presented_token(headers) -> str | None:
+    """``X-Governor-Token`` when sent, else the ``Authorization: Bearer`` token, else None."""
+    own = headers.get("X-Governor-Token", "").strip()
+    if own:
+        return own
     auth = headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
-    return headers.get("X-Governor-Token") or None
+    return None
 
 
 def is_admin(headers, remote: str | None, admin_token: str | None) -> bool:

@@ -30,6 +30,7 @@ from .host import Host
 from .http_admission import make_middleware
 from .http_api import register_routes
 from .http_core_guard import make_guard_middleware
+from .instance_lock import claim_instance
 from .jobs import Job
 from .leases import LeaseManager
 from .memory import build_probe_chain
@@ -120,6 +121,9 @@ def install(prompt_server) -> Governor:
     execution = _comfy("execution")
     folder_paths = _comfy("folder_paths")
     queue_db, state_dir, instance = _paths(folder_paths)
+    cli = getattr(_comfy("comfy.cli_args"), "args", None)
+    # Before the store is opened: a second start on a busy port must not recover the live server's queue.
+    claim_instance(queue_db, getattr(cli, "listen", None), getattr(cli, "port", None), instance)
     host = ComfyHost(prompt_server)
     cuda_index, cuda_uuid = _cuda_device()
     # Slots are per GPU: instances sharing the state directory but not the card do not block each other.

@@ -76,7 +76,8 @@ class GovernorConfig:
     gate_timeout_action: str = _setting("run", "What happens after max_gate_wait: run the prompt anyway, or fail "
                                         "it with memory_gate_timeout.", choices=("run", "fail"))
     # -- uploads ----------------------------------------------------------------------------------
-    upload_max_bytes: int = _setting(20 * MiB, "Largest file accepted by /upload/image and /upload/mask.", min=1)
+    upload_max_bytes: int = _setting(20 * MiB, "Largest file accepted by /upload/image, /upload/mask and "
+                                     "/api/assets.", min=1)
     upload_max_pixels: int = _setting(80_000_000, "Largest width*height accepted for uploads (decompression "
                                       "bombs).", min=1)
     upload_formats: list = _setting(("png", "jpeg", "bmp", "webp", "tiff"), "Image formats accepted for uploads, "

@@ -20,17 +20,15 @@ from aiohttp import web
 
 from .admission import Ticket, prompt_digest, queue_timeout_for, timeout_warning
 from .auth import require_priority_right
-from .errors import GovernorError, bad_request, error_body
+from .errors import GovernorError, bad_request
 from .facade import Governor
+from .http_uploads import ASSET_UPLOAD_PATHS, UPLOAD_PATHS, check_upload, check_upload_size, in_error_shape
 from .jobs import Priority
-from .uploads import check_image_upload, escapes_input_folder, too_large
 
 ADMISSION_TICKET: ContextVar[Ticket | None] = ContextVar("restoration_governor_ticket", default=None)
 
 PROMPT_PATHS = frozenset({"/prompt", "/api/prompt"})
-UPLOAD_PATHS = frozenset({"/upload/image", "/upload/mask", "/api/upload/image", "/api/upload/mask"})
 _PROMPT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_MULTIPART_SLACK = 256 * 1024
 MAX_JSON_DEPTH = 256  # ComfyUI prompts nest a few levels; far deeper bodies only exhaust the stack
 
 
@@ -76,8 +74,10 @@ def make_middleware(governor: Governor):
             if request.method == "POST" and request.path in PROMPT_PATHS:
                 return await _admit(governor, key_locks, request, handler)
             if request.method == "POST" and request.path in UPLOAD_PATHS:
-                await _check_upload(governor, request)
-                return _in_error_shape(await handler(request))
+                await check_upload(governor.config, request)
+                return in_error_shape(await handler(request))
+            if request.method == "POST" and request.path in ASSET_UPLOAD_PATHS:
+                check_upload_size(governor.config, request)
         except GovernorError as e:
             return error_response(e)
         return await handler(request)
@@ -263,38 +263,3 @@ async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request,
     finally:
         if held is not None:
             held.release()
-
-
-async def _check_upload(governor: Governor, request: web.Request) -> None:
-    config = governor.config
-    if request.content_length is not None and request.content_length > config.upload_max_bytes + _MULTIPART_SLACK:
-        raise too_large(request.content_length, config)
-    try:
-        form = await request.post()  # aiohttp caches the parsed form: the core handler reads the same one
-    except web.HTTPRequestEntityTooLarge:
-        raise too_large(request.content_length or 0, config) from None
-    except ValueError as e:
-        raise bad_request("invalid_upload", "Malformed upload", str(e)) from None
-    upload = form.get("image")
-    if upload is None or not hasattr(upload, "file"):
-        raise bad_request("invalid_upload", "No image in the upload",
-                          "send a multipart/form-data body with the file in a field named 'image'")
-    for field, value in (("file name", upload.filename or ""), ("subfolder", str(form.get("subfolder") or ""))):
-        if escapes_input_folder(value, allow_subfolders=field == "subfolder"):
-            raise bad_request("invalid_upload", f"Invalid {field}",
-                              f"{value!r} points outside ComfyUI's input folder; use a plain name", field=field)
-    data = upload.file.read()
-    upload.file.seek(0)
-    check_image_upload(data, upload.filename or "upload", config)
-
-
-def _in_error_shape(response: web.StreamResponse) -> web.StreamResponse:
-    """A 4xx from ComfyUI's own upload handler (often an empty body) in ComfyUI's error shape."""
-    if not (400 <= response.status < 500) or not isinstance(response, web.Response) \
-            or response.content_type == "application/json":
-        return response
-    text = (response.text or "").strip() if response.body else ""
-    body = error_body("invalid_upload", "Upload refused", text or f"ComfyUI answered {response.status} "
-                      "(the file name, subfolder or form was not accepted)")
-    return web.json_response(body, status=response.status)
-

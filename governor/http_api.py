@@ -26,7 +26,8 @@ def register_routes(routes: web.RouteTableDef, governor: Governor) -> None:
             return
         if effective_admin_token(governor.config):
             raise GovernorError(401, "admin_token_required", "Admin token required",
-                                "send Authorization: Bearer <token> (or X-Governor-Token)")
+                                "send X-Governor-Token: <token> (or Authorization: Bearer <token> "
+                                "when no proxy owns that header)")
         raise forbidden("Admin actions are allowed from this machine only",
                         "no admin token is set, so only loopback clients may administer the governor")
 

@@ -20,7 +20,7 @@ from ..restoration.gpen.checkpoint import load_generator, looks_like_gpen_file, 
 from ..restoration.gpen.network import GPENConfig
 from . import comfy_bridge
 from .managed_model import ManagedModel
-from .weights_download import download_weights
+from .weights_download import download_missing
 
 log = logging.getLogger("restoration_governor.gpen")
 
@@ -75,7 +75,11 @@ def _is_gpen_file(path: str | None, name: str) -> bool:
 
 
 def resolve_generator(name: str) -> str:
-    """Full path of a listed generator, downloading an official one on first use."""
+    """Full path of a listed generator, downloading an official one on first use.
+
+    If that download fails, the error also lists the face helper files GPEN Restore Faces will need
+    that are missing, so an offline user learns every missing file from one run.
+    """
     fp = comfy_bridge.folder_paths()
     for folder in MODEL_FOLDERS:
         path = fp.get_full_path(folder, name)
@@ -85,17 +89,36 @@ def resolve_generator(name: str) -> str:
     if remote is None:
         searched = ", ".join(p for folder in MODEL_FOLDERS for p in fp.get_folder_paths(folder))
         raise FileNotFoundError(f"GPEN model {name!r} was not found in {searched}")
-    return str(download_weights(remote, fp.get_folder_paths("gpen")[0]))
+    helpers = [(r, fp.get_folder_paths(HELPER_FOLDER)[0]) for names, r in _HELPERS if find_helper(names) is None]
+    return str(download_missing([(remote, fp.get_folder_paths("gpen")[0])], also_missing=helpers,
+                                also_why="also needed by GPEN Restore Faces")[0])
 
 
-def resolve_helper(names: tuple[str, ...], remote: RemoteFile) -> str:
-    """The first of ``names`` found in models/facedetection, else the official file downloaded there."""
+_HELPERS = ((files.DETECTOR_NAMES, files.DETECTOR), (files.PARSER_NAMES, files.PARSER))
+
+
+def find_helper(names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` found in models/facedetection (and its extra_model_paths.yaml folders)."""
     fp = comfy_bridge.folder_paths()
     for name in names:
         path = fp.get_full_path(HELPER_FOLDER, name)
         if path is not None:
             return path
-    return str(download_weights(remote, fp.get_folder_paths(HELPER_FOLDER)[0]))
+    return None
+
+
+def resolve_helper(names: tuple[str, ...], remote: RemoteFile) -> str:
+    """The first of ``names`` found in models/facedetection, else the official file downloaded there."""
+    return resolve_helpers([(names, remote)])[0]
+
+
+def resolve_helpers(helpers: list[tuple[tuple[str, ...], RemoteFile]]) -> list[str]:
+    """Paths of the helper networks; the missing ones are downloaded together (one error lists them all)."""
+    found = [find_helper(names) for names, _ in helpers]
+    folder = comfy_bridge.folder_paths().get_folder_paths(HELPER_FOLDER)[0]
+    missing = [(remote, folder) for (_, remote), path in zip(helpers, found, strict=True) if path is None]
+    fetched = iter(download_missing(missing))
+    return [path if path is not None else str(next(fetched)) for path in found]
 
 
 # -- face helper networks (shared by every GPEN Restore Faces node) -----------------------------------
@@ -114,8 +137,7 @@ def face_helpers() -> FaceHelpers:
     from ..restoration.gpen.detection import load_detector_file
     from ..restoration.gpen.parsing import load_parser_file
 
-    det_path = resolve_helper(files.DETECTOR_NAMES, files.DETECTOR)
-    par_path = resolve_helper(files.PARSER_NAMES, files.PARSER)
+    det_path, par_path = resolve_helpers(list(_HELPERS))
     key = tuple((p, os.stat(p).st_mtime_ns) for p in (det_path, par_path))
     helpers = _helpers_cache.get(key)
     if helpers is None:

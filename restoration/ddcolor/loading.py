@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import short_type_name
 from .checkpoints import OFFICIAL_CHECKPOINTS
 
 HEAD_CLS_KEYS = ("encoder.arch.head_cls.weight", "encoder.arch.head_cls.bias")
@@ -30,6 +31,7 @@ _CONTAINER_KEYS = ("params", "params_ema", "state_dict", "model")
 _SUPPORTED_ENCODERS = ("convnext-t", "convnext-s", "convnext-b", "convnext-l")
 
 
+@short_type_name
 class DDColorLoadError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
+from ..errors import short_type_name
 from .network import GPEN, RELEASED_CONFIGS, GPENConfig
 
 _ENCODER_KEY = re.compile(r"^ecd(\d+)\.")
@@ -23,6 +24,7 @@ _WIDTH_AT_SIZE = {256: 64, 512: 32, 1024: 16, 2048: 8}
 _MAX_LISTED = 6
 
 
+@short_type_name
 class GPENCheckpointError(ValueError):
     """The file is not a GPEN generator we can load; the message says which file and why."""
 

@@ -49,7 +49,7 @@ class FakeComfyUtils:
     ProgressBar = FakeProgressBar
 
 
-class InterruptProcessingException(Exception):
+class InterruptProcessingException(BaseException):  # a BaseException in current cores (was Exception)
     pass
 
 

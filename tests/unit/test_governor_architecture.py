@@ -9,7 +9,7 @@ import re
 from harness.paths import REPO_ROOT
 
 GOVERNOR = REPO_ROOT / "governor"
-COMFY_SIDE = {"comfy_adapter", "comfy_queue", "comfy_protocol"}
+COMFY_SIDE = {p.stem for p in GOVERNOR.glob("comfy_*.py")}  # the adapter and the wire protocol it owns
 MAX_LINES = 300
 
 

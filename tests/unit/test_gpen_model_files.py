@@ -72,7 +72,7 @@ def test_listing_offers_gpen_files_from_both_folders_and_the_official_names(fold
 def test_an_official_name_on_disk_is_used_without_download(folders, monkeypatch):
     shared = folders.folders["facerestore_models"][0]
     torch.save(GPEN_KEYS, shared / "GPEN-BFR-512.pth")
-    monkeypatch.setattr(gpen_nodes, "download_weights", lambda *a, **k: pytest.fail("nothing to download"))
+    monkeypatch.setattr(gpen_nodes, "download_missing", lambda *a, **k: pytest.fail("nothing to download"))
     assert gpen_nodes.resolve_generator("GPEN-BFR-512.pth") == str(shared / "GPEN-BFR-512.pth")
     assert gpen_nodes.list_generator_files() == ["GPEN-BFR-512.pth", "GPEN-BFR-256.pth"]
 
