@@ -8,8 +8,10 @@
 
 import { api } from "../../scripts/api.js";
 import { app } from "../../scripts/app.js";
+import { ActionBarSlot } from "./lib/action_bar_slot.mjs";
 import { JobBook } from "./lib/book.mjs";
 import { Availability, GovernorClient, judgeStatus, MIN_API_VERSION, Poller } from "./lib/client.mjs";
+import { dropsPackStrings, errorHoldVerdict, frontendVersion } from "./lib/frontend_features.mjs";
 import { FrontendMessages, ownedMessages } from "./lib/frontend_i18n.mjs";
 import { HeldErrors } from "./lib/held_errors.mjs";
 import { Translator } from "./lib/i18n.mjs";
@@ -71,12 +73,29 @@ class GovernorUI {
         refresh: () => this.refresh(),
       },
     });
+    this.tab = {
+      id: TAB_ID,
+      icon: "pi pi-gauge",
+      title: "restorationGovernor.tab.title",
+      tooltip: "restorationGovernor.tab.tooltip",
+      type: "custom",
+      render: (el) => this.mountPanel(el),
+      destroy: () => this.unmountPanel(),
+    };
+    this.actionBar = new ActionBarSlot({
+      tab: this.tab,
+      onOpen: () => this.openTab(),
+      store: () => app.extensionManager?.sidebarTab,
+      registerExtension: (extension) => app.registerExtension(extension),
+      name: `${EXTENSION_NAME}.live`,
+    });
     this.indicator = new LiveIndicator({
       t: this.t,
       book: this.book,
       onOpen: () => this.openTab(),
       isEnabled: () => this.ready && setting(SETTINGS.indicator, true) !== false,
       governorState: () => this.status?.state ?? null,
+      slot: this.actionBar,
     });
     this.poller = new Poller(() => this.pollPanel(), { intervalMs: PANEL_POLL_MS });
     this.releasedErrors = new WeakSet();
@@ -104,9 +123,11 @@ class GovernorUI {
       catalogue = {}; // no strings: keys show, everything else works
     }
     this.translator.use(catalogue);
-    this.frontendMessages = new FrontendMessages(ownedMessages(catalogue, SETTING_PREFIX, SETTING_CATEGORIES));
-    this.frontendMessages.repair();
-    setInterval(() => this.frontendMessages.repair(), I18N_REPAIR_MS); // the frontend may replace them later
+    if (dropsPackStrings(frontendVersion())) {
+      this.frontendMessages = new FrontendMessages(ownedMessages(catalogue, SETTING_PREFIX, SETTING_CATEGORIES));
+      this.frontendMessages.repair();
+      setInterval(() => this.frontendMessages.repair(), I18N_REPAIR_MS); // the frontend may replace them later
+    }
     this.ready = true;
     await this.probe();
     await this.syncJobs();
@@ -115,15 +136,7 @@ class GovernorUI {
   }
 
   registerTab() {
-    const tab = {
-      id: TAB_ID,
-      icon: "pi pi-gauge",
-      title: "restorationGovernor.tab.title",
-      tooltip: "restorationGovernor.tab.tooltip",
-      type: "custom",
-      render: (el) => this.mountPanel(el),
-      destroy: () => this.unmountPanel(),
-    };
+    const tab = this.tab;
     const manager = app.extensionManager;
     if (manager.sidebarTab?.registerSidebarTab) manager.sidebarTab.registerSidebarTab(tab);
     else manager.registerSidebarTab(tab);
@@ -172,6 +185,7 @@ class GovernorUI {
     this.availabilityDetail = verdict.detail;
     if (verdict.availability === Availability.OK) {
       this.status = result.body;
+      this.translator.setMemorySource(result.body.memory?.source);
       this.book.setTotals(result.body.counts.pending, result.body.counts.running);
     }
     return verdict.availability === Availability.OK;
@@ -397,11 +411,14 @@ function hookPromptRequests(ui) {
 const ui = new GovernorUI();
 window.restorationGovernor = ui; // for debugging from the browser console
 
+// Decided before the pack adds a listener of its own (the verdict reads who listens already).
+ui.errorHold = errorHoldVerdict(api, frontendVersion());
 // Custom WebSocket events are only dispatched to listeners registered for their exact type;
 // registering here (module load) is before the frontend opens its socket.
 api.addEventListener("governor.queue", (e) => ui.onQueueEvent(e.detail));
-// Registered before the frontend's own execution_error listener (it shows the error dialog).
-api.addEventListener("execution_error", (e) => ui.onExecutionError(e));
+// Where the pack's listener runs before the one that shows the error (1.32), a retried attempt's
+// error can be held back; elsewhere (1.58) the server's hiding of retried attempts is all there is.
+if (ui.errorHold.hold) api.addEventListener("execution_error", (e) => ui.onExecutionError(e));
 api.addEventListener("governor.job", (e) => ui.onJobEvent(e.detail));
 api.addEventListener("governor.status", (e) => ui.onGovernorStatus(e.detail));
 api.addEventListener("status", () => ui.onSocketStatus());
