@@ -12,7 +12,7 @@ import { ActionBarSlot } from "./lib/action_bar_slot.mjs";
 import { JobBook } from "./lib/book.mjs";
 import { Availability, GovernorClient, judgeStatus, MIN_API_VERSION, Poller } from "./lib/client.mjs";
 import { dropsPackStrings, errorHoldVerdict, frontendVersion } from "./lib/frontend_features.mjs";
-import { FrontendMessages, ownedMessages } from "./lib/frontend_i18n.mjs";
+import { FrontendMessages, ownedMessages, packNodeClasses } from "./lib/frontend_i18n.mjs";
 import { HeldErrors } from "./lib/held_errors.mjs";
 import { Translator } from "./lib/i18n.mjs";
 import { LiveIndicator } from "./lib/indicator.mjs";
@@ -29,6 +29,8 @@ const SETTINGS = {
 const SETTING_PREFIX = "RestorationGovernor_";
 const SETTING_CATEGORIES = ["RestorationGovernor", "GovernorNotifications", "GovernorQueue"];
 const PANEL_POLL_MS = 2000;
+// The pack's folder under custom_nodes/ (this file is served as /extensions/<folder>/governor.js).
+const PACK_FOLDER = decodeURIComponent(new URL(".", import.meta.url).pathname.split("/").filter(Boolean).pop() || "");
 const I18N_REPAIR_MS = 2000;
 
 function setting(id, fallback) {
@@ -116,23 +118,42 @@ class GovernorUI {
     loadStylesheet();
     this.registerTab();
     this.indicator.mount(document.body);
-    let catalogue = {};
-    try {
-      catalogue = await api.getCustomNodesI18n();
-    } catch {
-      catalogue = {}; // no strings: keys show, everything else works
-    }
-    this.translator.use(catalogue);
-    if (dropsPackStrings(frontendVersion())) {
-      this.frontendMessages = new FrontendMessages(ownedMessages(catalogue, SETTING_PREFIX, SETTING_CATEGORIES));
-      this.frontendMessages.repair();
-      setInterval(() => this.frontendMessages.repair(), I18N_REPAIR_MS); // the frontend may replace them later
-    }
+    await this.prepareLocale();
     this.ready = true;
     await this.probe();
     await this.syncJobs();
     this.setupDone = true;
     this.render();
+  }
+
+  /**
+   * The pack's strings (GET /i18n). On frontends that drop the packs' strings of a non-English
+   * locale (1.32), they are put back before the frontend translates the node definitions (the
+   * extension's init hook runs just before it registers the nodes) and whenever they go missing.
+   */
+  async prepareLocale() {
+    if (this.localePrepared) return this.localePrepared;
+    this.localePrepared = (async () => {
+      let catalogue = {};
+      try {
+        catalogue = await api.getCustomNodesI18n();
+      } catch {
+        catalogue = {}; // no strings: keys show, everything else works
+      }
+      this.translator.use(catalogue);
+      if (!dropsPackStrings(frontendVersion())) return;
+      let nodeClasses = [];
+      try {
+        nodeClasses = packNodeClasses(await api.getNodeDefs(), PACK_FOLDER);
+      } catch {
+        nodeClasses = []; // the nodes keep the frontend's own (English) names
+      }
+      const owned = ownedMessages(catalogue, SETTING_PREFIX, SETTING_CATEGORIES, nodeClasses);
+      this.frontendMessages = new FrontendMessages(owned);
+      this.frontendMessages.repair();
+      setInterval(() => this.frontendMessages.repair(), I18N_REPAIR_MS); // the frontend may replace them later
+    })();
+    return this.localePrepared;
   }
 
   registerTab() {
@@ -453,6 +474,11 @@ app.registerExtension({
       defaultValue: "normal",
     },
   ],
+  async init() {
+    // Awaited: on 1.32 the node names must be back in the frontend's messages before it registers
+    // the nodes. Only GET /i18n (and on 1.32 GET /object_info) is waited for, never the governor API.
+    await ui.prepareLocale();
+  },
   setup() {
     // Not awaited: the graph editor must not wait for the governor API (it may be slow or absent).
     void ui.setup();

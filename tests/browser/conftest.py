@@ -220,10 +220,13 @@ class ComfyPage:
         assert prompt_id, "the graph editor did not queue the prompt"
         return prompt_id
 
-    def error_shown(self, text: str):
-        """ComfyUI's own report of a failed run: its error dialog (1.32; 1.58 with the issues tab
-        off) or its error overlay (1.58)."""
-        return self.page.locator('.p-dialog, [data-testid="error-overlay"]', has_text=text)
+    def error_report(self, message: str, node_type: str):
+        """The frontend's own report of a failed run: 1.32's error dialog (it quotes the message);
+        1.58's error overlay, which names the node ("<node type> failed"), or its dialog when the
+        issues tab is turned off."""
+        if not self.new_frontend:
+            return self.page.locator(".p-dialog", has_text=message)
+        return self.page.locator('[data-testid="error-overlay"], .p-dialog', has_text=f"{node_type} failed")
 
     def row(self, prompt_id: str):
         return self.page.locator(f'.rg-job[data-prompt-id="{prompt_id}"]')

@@ -191,7 +191,7 @@ async def test_retry_and_failure_show_toasts_and_the_panel_can_retry(comfy_page,
     await p.wait_toast("Finished")
     # The attempt the governor retried reached none of the frontend's listeners: no error report.
     assert await p.errors_seen(retried) == 0
-    assert await p.error_shown("CUDA out of memory").count() == 0
+    assert await p.error_report("CUDA out of memory", "RGTestFailNTimes").count() == 0
 
     broken = await p.queue_from_editor(fail_prompt(f"value-{key}", failures=5, error="value"))
     toast = await p.wait_toast("Failed")
@@ -200,7 +200,7 @@ async def test_retry_and_failure_show_toasts_and_the_panel_can_retry(comfy_page,
     row = p.row(broken)
     await expect(row.locator(".rg-job-error")).to_contain_text("rg_test failure 1/5")
     # A real failure still gets the frontend's own report, exactly once.
-    report = p.error_shown("rg_test failure 1/5")
+    report = p.error_report("rg_test failure 1/5", "RGTestFailNTimes")
     await report.wait_for(state="visible")
     assert await p.errors_seen(broken) == 1
     assert await report.count() == 1
