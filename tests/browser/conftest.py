@@ -69,8 +69,6 @@ QUEUE_FROM_EDITOR_JS = """async (prompt) => {
 }"""
 CORE_FRONTEND = "core"  # the frontend the core pins (1.32.9 for ComfyUI 0.3.75), from the venv
 NEW_FRONTEND_GLOB = "frontend-*"  # .venv/frontend-<version>/, installed by scripts/devenv.sh setup
-
-
 _NEW_SERVER_KEY = pytest.StashKey[ComfyServer]()
 
 
@@ -112,7 +110,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def frontend(request) -> str:
-    """``"core"`` (the core's own frontend) or the version of the newer one under ``.venv/``."""
+    """``"core"`` (the core's own frontend) or the newer one's folder name (``"frontend-1.58.1"``)."""
     return getattr(request, "param", CORE_FRONTEND)
 
 
