@@ -89,6 +89,7 @@ PYEOF
   pip_quiet install -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt" "${TORCH_PINS[@]}"
   link_pack
   COMFYUI_PATH="$DATA" "$PY" "$ROOT/install.py"
+  install_new_frontend
   stamp_value > "$STAMP"
   log "environment ready"
 }
@@ -104,6 +105,19 @@ link_pack() {
     rm -rf "$link"
     ln -s "$ROOT" "$link"
   fi
+}
+
+install_new_frontend() {
+  # The browser tests run on the core's own frontend and on the frontend users run today, served by
+  # the same core with --front-end-root (tests/browser/conftest.py finds .venv/frontend-<version>/).
+  # A plain folder, not the venv's site-packages: the core's pinned frontend stays the default.
+  # The version is part of this file, hence of the setup stamp: a new one is installed by `setup`.
+  local version="1.58.1"
+  local dir="$VENV/frontend-$version"
+  [[ -f "$dir/comfyui_frontend_package/static/index.html" ]] && return 0
+  log "installing comfyui-frontend-package==$version into $dir (browser tests)"
+  rm -rf "$dir"
+  pip_quiet install --no-deps --target "$dir" "comfyui-frontend-package==$version"
 }
 
 has_cuda() { "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }

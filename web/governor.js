@@ -8,9 +8,11 @@
 
 import { api } from "../../scripts/api.js";
 import { app } from "../../scripts/app.js";
+import { ActionBarSlot } from "./lib/action_bar_slot.mjs";
 import { JobBook } from "./lib/book.mjs";
 import { Availability, GovernorClient, judgeStatus, MIN_API_VERSION, Poller } from "./lib/client.mjs";
-import { FrontendMessages, ownedMessages } from "./lib/frontend_i18n.mjs";
+import { dropsPackStrings, errorHoldVerdict, frontendVersion } from "./lib/frontend_features.mjs";
+import { FrontendMessages, ownedMessages, packNodeClasses } from "./lib/frontend_i18n.mjs";
 import { HeldErrors } from "./lib/held_errors.mjs";
 import { Translator } from "./lib/i18n.mjs";
 import { LiveIndicator } from "./lib/indicator.mjs";
@@ -27,6 +29,8 @@ const SETTINGS = {
 const SETTING_PREFIX = "RestorationGovernor_";
 const SETTING_CATEGORIES = ["RestorationGovernor", "GovernorNotifications", "GovernorQueue"];
 const PANEL_POLL_MS = 2000;
+// The pack's folder under custom_nodes/ (this file is served as /extensions/<folder>/governor.js).
+const PACK_FOLDER = decodeURIComponent(new URL(".", import.meta.url).pathname.split("/").filter(Boolean).pop() || "");
 const I18N_REPAIR_MS = 2000;
 
 function setting(id, fallback) {
@@ -71,12 +75,29 @@ class GovernorUI {
         refresh: () => this.refresh(),
       },
     });
+    this.tab = {
+      id: TAB_ID,
+      icon: "pi pi-gauge",
+      title: "restorationGovernor.tab.title",
+      tooltip: "restorationGovernor.tab.tooltip",
+      type: "custom",
+      render: (el) => this.mountPanel(el),
+      destroy: () => this.unmountPanel(),
+    };
+    this.actionBar = new ActionBarSlot({
+      tab: this.tab,
+      onOpen: () => this.openTab(),
+      store: () => app.extensionManager?.sidebarTab,
+      registerExtension: (extension) => app.registerExtension(extension),
+      name: `${EXTENSION_NAME}.live`,
+    });
     this.indicator = new LiveIndicator({
       t: this.t,
       book: this.book,
       onOpen: () => this.openTab(),
       isEnabled: () => this.ready && setting(SETTINGS.indicator, true) !== false,
       governorState: () => this.status?.state ?? null,
+      slot: this.actionBar,
     });
     this.poller = new Poller(() => this.pollPanel(), { intervalMs: PANEL_POLL_MS });
     this.releasedErrors = new WeakSet();
@@ -97,16 +118,7 @@ class GovernorUI {
     loadStylesheet();
     this.registerTab();
     this.indicator.mount(document.body);
-    let catalogue = {};
-    try {
-      catalogue = await api.getCustomNodesI18n();
-    } catch {
-      catalogue = {}; // no strings: keys show, everything else works
-    }
-    this.translator.use(catalogue);
-    this.frontendMessages = new FrontendMessages(ownedMessages(catalogue, SETTING_PREFIX, SETTING_CATEGORIES));
-    this.frontendMessages.repair();
-    setInterval(() => this.frontendMessages.repair(), I18N_REPAIR_MS); // the frontend may replace them later
+    await this.prepareLocale();
     this.ready = true;
     await this.probe();
     await this.syncJobs();
@@ -114,16 +126,38 @@ class GovernorUI {
     this.render();
   }
 
+  /**
+   * The pack's strings (GET /i18n). On frontends that drop the packs' strings of a non-English
+   * locale (1.32), they are put back before the frontend translates the node definitions (the
+   * extension's init hook runs just before it registers the nodes) and whenever they go missing.
+   */
+  async prepareLocale() {
+    if (this.localePrepared) return this.localePrepared;
+    this.localePrepared = (async () => {
+      let catalogue = {};
+      try {
+        catalogue = await api.getCustomNodesI18n();
+      } catch {
+        catalogue = {}; // no strings: keys show, everything else works
+      }
+      this.translator.use(catalogue);
+      if (!dropsPackStrings(frontendVersion())) return;
+      let nodeClasses = [];
+      try {
+        nodeClasses = packNodeClasses(await api.getNodeDefs(), PACK_FOLDER);
+      } catch {
+        nodeClasses = []; // the nodes keep the frontend's own (English) names
+      }
+      const owned = ownedMessages(catalogue, SETTING_PREFIX, SETTING_CATEGORIES, nodeClasses);
+      this.frontendMessages = new FrontendMessages(owned);
+      this.frontendMessages.repair();
+      setInterval(() => this.frontendMessages.repair(), I18N_REPAIR_MS); // the frontend may replace them later
+    })();
+    return this.localePrepared;
+  }
+
   registerTab() {
-    const tab = {
-      id: TAB_ID,
-      icon: "pi pi-gauge",
-      title: "restorationGovernor.tab.title",
-      tooltip: "restorationGovernor.tab.tooltip",
-      type: "custom",
-      render: (el) => this.mountPanel(el),
-      destroy: () => this.unmountPanel(),
-    };
+    const tab = this.tab;
     const manager = app.extensionManager;
     if (manager.sidebarTab?.registerSidebarTab) manager.sidebarTab.registerSidebarTab(tab);
     else manager.registerSidebarTab(tab);
@@ -172,6 +206,7 @@ class GovernorUI {
     this.availabilityDetail = verdict.detail;
     if (verdict.availability === Availability.OK) {
       this.status = result.body;
+      this.translator.setMemorySource(result.body.memory?.source);
       this.book.setTotals(result.body.counts.pending, result.body.counts.running);
     }
     return verdict.availability === Availability.OK;
@@ -397,11 +432,14 @@ function hookPromptRequests(ui) {
 const ui = new GovernorUI();
 window.restorationGovernor = ui; // for debugging from the browser console
 
+// Decided before the pack adds a listener of its own (the verdict reads who listens already).
+ui.errorHold = errorHoldVerdict(api, frontendVersion());
 // Custom WebSocket events are only dispatched to listeners registered for their exact type;
 // registering here (module load) is before the frontend opens its socket.
 api.addEventListener("governor.queue", (e) => ui.onQueueEvent(e.detail));
-// Registered before the frontend's own execution_error listener (it shows the error dialog).
-api.addEventListener("execution_error", (e) => ui.onExecutionError(e));
+// Where the pack's listener runs before the one that shows the error (1.32), a retried attempt's
+// error can be held back; elsewhere (1.58) the server's hiding of retried attempts is all there is.
+if (ui.errorHold.hold) api.addEventListener("execution_error", (e) => ui.onExecutionError(e));
 api.addEventListener("governor.job", (e) => ui.onJobEvent(e.detail));
 api.addEventListener("governor.status", (e) => ui.onGovernorStatus(e.detail));
 api.addEventListener("status", () => ui.onSocketStatus());
@@ -436,6 +474,11 @@ app.registerExtension({
       defaultValue: "normal",
     },
   ],
+  async init() {
+    // Awaited: on 1.32 the node names must be back in the frontend's messages before it registers
+    // the nodes. Only GET /i18n (and on 1.32 GET /object_info) is waited for, never the governor API.
+    await ui.prepareLocale();
+  },
   setup() {
     // Not awaited: the graph editor must not wait for the governor API (it may be slow or absent).
     void ui.setup();

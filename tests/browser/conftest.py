@@ -4,10 +4,16 @@ and its real frontend (never a browser that Playwright downloads).
 ``comfy_page(locale=...)`` opens the graph editor in a fresh browser profile and returns a
 ``ComfyPage``; ``gov_http`` is an HTTP client of the same server whose governor settings and queue
 are reset before and after each test.
+
+Every test that opens the graph editor (uses ``comfy_page``) runs twice: on the core's own frontend
+(1.32) and on the newest frontend that ``scripts/devenv.sh setup`` installs into
+``.venv/frontend-<version>/`` (served by the same core with ``--front-end-root``). ``frontend`` says
+which one a test got; tests that do not open the editor run once, on the core's own frontend.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -16,8 +22,9 @@ from pathlib import Path
 
 import pytest
 from harness.client import ComfyClient
+from harness.comfy_server import ComfyServer
 from harness.governor import reset_governor
-from harness.paths import ARTIFACTS_DIR, PACK_FOLDER_NAME
+from harness.paths import ARTIFACTS_DIR, PACK_FOLDER_NAME, REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -28,12 +35,128 @@ EXTENSION_URL = f"/extensions/{PACK_FOLDER_NAME}/"
 # Our traces in console text: the extension's files, our i18n keys, our API routes.
 PACK_MARKERS = re.compile(rf"{re.escape(EXTENSION_URL)}|restorationGovernor|/governor/")
 SCREENSHOT_DIR = ARTIFACTS_DIR / "browser"
+# The same things in both frontends: 1.32 (PrimeVue) and 1.58 (its own toast and sidebar components).
+TOAST_SELECTOR = '.p-toast-message, [data-testid="toast"]'
+TAB_BUTTON_SELECTOR = f'.{PACK_FOLDER_NAME}-tab-button, [data-testid="{PACK_FOLDER_NAME}-tab-button"]'
+# Counts the execution_error events that reach the frontend's listeners, per prompt: registered
+# last, so an event the pack holds back is not counted and one handed on twice is counted twice.
+COUNT_ERRORS_JS = """() => {
+  window.__rgErrors = {};
+  window.comfyAPI.api.api.addEventListener("execution_error", (e) => {
+    const id = e.detail && e.detail.prompt_id;
+    window.__rgErrors[id] = (window.__rgErrors[id] || 0) + 1;
+  });
+}"""
+# Loads an API-format prompt into the graph editor and queues it the way the Run button does;
+# returns the prompt id the server gave it.
+QUEUE_FROM_EDITOR_JS = """async (prompt) => {
+  const app = window.comfyAPI.app.app;
+  const api = window.comfyAPI.api.api;
+  const original = api.queuePrompt;
+  const ids = [];
+  api.queuePrompt = async function (...args) {
+    const answer = await original.apply(this, args);
+    ids.push(answer && answer.prompt_id);
+    return answer;
+  };
+  try {
+    await app.loadApiJson(prompt, "rg-test.json");
+    await app.queuePrompt(0, 1);
+  } finally {
+    api.queuePrompt = original;
+  }
+  return ids[0] || null;
+}"""
+CORE_FRONTEND = "core"  # the frontend the core pins (1.32.9 for ComfyUI 0.3.75), from the venv
+NEW_FRONTEND_GLOB = "frontend-*"  # .venv/frontend-<version>/, installed by scripts/devenv.sh setup
+_NEW_SERVER_KEY = pytest.StashKey[ComfyServer]()
+
+
+def _version_key(folder: Path) -> tuple[int, ...]:
+    parts = folder.name.removeprefix("frontend-").split(".")
+    return tuple(int(p) if p.isdigit() else -1 for p in parts)
+
+
+def new_frontend_root() -> Path | None:
+    """``static/`` of the newest frontend under ``.venv/frontend-<version>/``, or None."""
+    folders = sorted((REPO_ROOT / ".venv").glob(NEW_FRONTEND_GLOB), key=_version_key)
+    for folder in reversed(folders):
+        static = folder / "comfyui_frontend_package" / "static"
+        if (static / "index.html").exists():
+            return static
+    return None
+
+
+def _frontend_ids() -> tuple[str, str]:
+    try:
+        core = f"frontend-{importlib.metadata.version('comfyui-frontend-package')}"
+    except importlib.metadata.PackageNotFoundError:
+        core = "frontend-core"
+    root = new_frontend_root()
+    return core, root.parents[1].name if root else "frontend-new"
+
+
+def pytest_generate_tests(metafunc):
+    if "comfy_page" in metafunc.fixturenames:
+        core, new = _frontend_ids()
+        metafunc.parametrize("frontend", [CORE_FRONTEND, new], ids=[core, new], indirect=True, scope="session")
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if "/browser/" in str(item.fspath):
             item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def frontend(request) -> str:
+    """``"core"`` (the core's own frontend) or the newer one's folder name (``"frontend-1.58.1"``)."""
+    return getattr(request, "param", CORE_FRONTEND)
+
+
+@pytest.fixture(scope="session")
+def _new_frontend_server(tmp_path_factory: pytest.TempPathFactory):
+    """A second server of the same core serving the newer frontend; started on first use."""
+    servers: list[ComfyServer] = []
+
+    def get() -> ComfyServer:
+        if not servers:
+            root = new_frontend_root()
+            if root is None:
+                pytest.fail(f"no newer frontend under {REPO_ROOT / '.venv' / NEW_FRONTEND_GLOB}: run "
+                            "`scripts/devenv.sh setup` (or `make test`), which installs it")
+            base = tmp_path_factory.mktemp("comfy-new-frontend")
+            servers.append(ComfyServer(base, name="new-frontend", extra_args=["--front-end-root", str(root)],
+                                       env={"GOVERNOR_STATE_DIR": str(base / "governor-state")}))
+        server = servers[0]
+        if not server.alive():
+            server.start()
+        return server
+
+    yield get
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def comfy_server(comfy_server, frontend, request):
+    """The server a test talks to: the session's shared one (the root conftest's ``comfy_server``),
+    or for the newer frontend a second server of the same core that serves it."""
+    if frontend == CORE_FRONTEND:
+        return comfy_server
+    server = request.getfixturevalue("_new_frontend_server")()
+    request.node.stash[_NEW_SERVER_KEY] = server
+    return server
+
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    server = item.stash.get(_NEW_SERVER_KEY, None)
+    if report.when == "call" and report.failed and server is not None:
+        report.sections.append((f"ComfyUI log ({server.name}, port {server.port})", server.log_tail(200)))
 
 
 @dataclass
@@ -51,6 +174,7 @@ class ComfyPage:
     page: object  # playwright.async_api.Page
     url: str
     name: str
+    frontend: str = "core"
     console: list[ConsoleLine] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     client_id: str = ""
@@ -67,10 +191,40 @@ class ComfyPage:
         await self.page.screenshot(path=str(path), **kwargs)
         return path
 
+    @property
+    def new_frontend(self) -> bool:
+        return self.frontend != CORE_FRONTEND
+
+    def tab_button(self):
+        return self.page.locator(TAB_BUTTON_SELECTOR)
+
     async def open_governor_tab(self) -> None:
         if not await self.page.locator(".rg-panel").is_visible():
-            await self.page.locator(f".{PACK_FOLDER_NAME}-tab-button").click()
+            await self.tab_button().click()
         await self.page.locator(".rg-panel").wait_for(state="visible")
+
+    def indicator(self):
+        """The live line: the floating one (1.32) or the action bar button (frontends with one)."""
+        return self.page.locator(".rg-actionbar" if self.new_frontend else ".rg-indicator")
+
+    async def count_errors(self) -> None:
+        await self.page.evaluate(COUNT_ERRORS_JS)
+
+    async def errors_seen(self, prompt_id: str) -> int:
+        return await self.page.evaluate("(id) => (window.__rgErrors || {})[id] || 0", prompt_id)
+
+    async def queue_from_editor(self, prompt: dict) -> str:
+        prompt_id = await self.page.evaluate(QUEUE_FROM_EDITOR_JS, prompt)
+        assert prompt_id, "the graph editor did not queue the prompt"
+        return prompt_id
+
+    def error_report(self, message: str, node_type: str):
+        """The frontend's own report of a failed run: 1.32's error dialog (it quotes the message);
+        1.58's error overlay, which names the node ("<node type> failed"), or its dialog when the
+        issues tab is turned off."""
+        if not self.new_frontend:
+            return self.page.locator(".p-dialog", has_text=message)
+        return self.page.locator('[data-testid="error-overlay"], .p-dialog', has_text=f"{node_type} failed")
 
     def row(self, prompt_id: str):
         return self.page.locator(f'.rg-job[data-prompt-id="{prompt_id}"]')
@@ -80,13 +234,17 @@ class ComfyPage:
             state="attached", timeout=timeout)
 
     async def indicator_text(self) -> str | None:
-        indicator = self.page.locator(".rg-indicator")
+        """The live line's text and notes (the action bar button keeps its notes in its tooltip)."""
+        indicator = self.indicator()
         if not await indicator.is_visible():
             return None
-        return " ".join((await indicator.inner_text()).split())
+        text = await indicator.inner_text()
+        if self.new_frontend:
+            text += " " + (await indicator.get_attribute("aria-label") or "")
+        return " ".join(text.split())
 
     async def wait_toast(self, text: str, timeout: float = 20_000):
-        toast = self.page.locator(".p-toast-message", has_text=text).first
+        toast = self.page.locator(TOAST_SELECTOR, has_text=text).first
         await toast.wait_for(state="visible", timeout=timeout)
         return toast
 
@@ -133,7 +291,7 @@ async def launch_chromium(tmp_path):
 
 
 @pytest.fixture
-async def comfy_page(comfy_server, launch_chromium, request):
+async def comfy_page(comfy_server, frontend, launch_chromium, request):
     """``await comfy_page(locale="en-US", before_load=None)`` -> a loaded graph editor (ComfyPage)."""
 
     async def open_page(locale: str = "en-US", before_load=None) -> ComfyPage:
@@ -142,7 +300,7 @@ async def comfy_page(comfy_server, launch_chromium, request):
         await context.add_init_script("localStorage.setItem('vueNodesBannerDismissed', 'true')")
         page = context.pages[0] if context.pages else await context.new_page()
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
-        comfy = ComfyPage(page, comfy_server.url, name)
+        comfy = ComfyPage(page, comfy_server.url, name, frontend)
         page.on("console", lambda m: comfy.console.append(ConsoleLine(m.type, m.text, m.location.get("url", ""))))
         page.on("pageerror", lambda e: comfy.page_errors.append(f"{e}\n{getattr(e, 'stack', '')}"))
         if before_load is not None:

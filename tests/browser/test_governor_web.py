@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import time
 import uuid
@@ -10,6 +11,7 @@ import uuid
 from harness.client import ComfyClient
 from harness.governor import job, reset_governor, wait_job
 from harness.graphs import fail_prompt, sleep_prompt
+from PIL import Image
 from playwright.async_api import expect
 
 # Samples a row's state/position and the live indicator every 50 ms into window.__rgSamples.
@@ -17,11 +19,13 @@ START_SAMPLER = """(promptId) => {
   window.__rgSamples = [];
   const sample = () => {
     const row = document.querySelector(`.rg-job[data-prompt-id="${promptId}"]`);
-    const indicator = document.querySelector(".rg-indicator");
+    const pill = document.querySelector(".rg-indicator");
+    const button = document.querySelector(".rg-actionbar");
+    const line = button ? button.textContent : pill && !pill.hidden ? pill.textContent : null;
     window.__rgSamples.push([
       row ? row.dataset.state : null,
       row ? row.querySelector(".rg-job-position").textContent : null,
-      indicator && !indicator.hidden ? indicator.textContent : null,
+      line ? line.trim() : null,
     ]);
   };
   sample();
@@ -34,6 +38,63 @@ async def _queue(c: ComfyClient, prompt: dict, client_id: str, **kw) -> str:
     return await c.queue_prompt(prompt, client_id=client_id, **kw)
 
 
+def _overlap(a: dict, b: dict) -> bool:
+    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
+async def _check_live_line_placement(p) -> None:
+    """1.32: the floating line. Frontends with an action bar: a button there, which stays clear of
+    the Job Queue overlay. Either one opens the Governor tab."""
+    pill, button = p.page.locator(".rg-indicator"), p.page.locator(".rg-actionbar")
+    if not p.new_frontend:
+        assert await pill.is_visible() and await button.count() == 0
+    else:
+        assert await pill.is_hidden()
+        toggle = "app.extensionManager.command.execute('Comfy.Queue.ToggleOverlay')"
+        await p.page.evaluate(toggle)
+        overlay = p.page.locator('[data-testid="queue-progress-overlay"]')
+        await overlay.wait_for(state="visible")
+        mine, theirs = await button.bounding_box(), await overlay.bounding_box()
+        assert mine and theirs and not _overlap(mine, theirs), (mine, theirs)
+        await p.screenshot("live-line-and-job-queue")
+        await p.page.evaluate(toggle)
+        await overlay.wait_for(state="hidden")
+    await p.indicator().click()
+    await p.page.locator(".rg-panel").wait_for(state="visible")
+
+
+def _luminance(rgb) -> float:
+    def channel(v: int) -> float:
+        c = v / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(v) for v in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a, b) -> float:
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+async def _memory_track_contrast(p) -> float:
+    """Contrast of the memory bar's empty track against the panel around it, as rendered: the
+    fill and the threshold marker are hidden, the pixels left of the bar are the background."""
+    bar = p.page.locator(".rg-bar")
+    await bar.evaluate("(el) => el.querySelectorAll('*').forEach((c) => { c.style.visibility = 'hidden'; })")
+    box = await bar.bounding_box()
+    margin = 4
+    png = await p.page.screenshot(clip={"x": box["x"] - margin, "y": box["y"] - margin,
+                                        "width": box["width"] + 2 * margin, "height": box["height"] + 2 * margin})
+    await bar.evaluate("(el) => el.querySelectorAll('*').forEach((c) => { c.style.visibility = ''; })")
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    scale = image.width / (box["width"] + 2 * margin)
+    background = image.getpixel((1, image.height // 2))
+    column = round((margin + box["width"] / 2) * scale)
+    track = [image.getpixel((column, y)) for y in range(round(margin * scale), round((margin + box["height"]) * scale))]
+    return max(_contrast(pixel, background) for pixel in track)
+
+
 def _changes(samples: list) -> list:
     out = []
     for s in samples:
@@ -44,7 +105,7 @@ def _changes(samples: list) -> list:
 
 async def test_page_loads_clean_and_the_tab_shows_the_governor_with_admin_controls(comfy_page, gov_http):
     p = await comfy_page()
-    await expect(p.page.locator(".restoration-governor-tab-button")).to_have_attribute(
+    await expect(p.tab_button()).to_have_attribute(
         "aria-label", "Queue governor: my prompts, the shared GPU and the queue")
     await p.open_governor_tab()
     panel = p.page.locator(".rg-panel")
@@ -54,8 +115,16 @@ async def test_page_loads_clean_and_the_tab_shows_the_governor_with_admin_contro
     await expect(panel.locator(".rg-facts")).to_contain_text("of 1 in use")
     facts = " ".join((await panel.locator(".rg-facts").inner_text()).split())
     assert "RAM" in facts and "of 1 in use" in facts, facts  # a --cpu server gates on system RAM
+    # The memory bar's track is visible on the (default) dark theme: 3:1, WCAG's bar for UI parts.
+    contrast = await _memory_track_contrast(p)
+    assert contrast >= 3.0, contrast
     await expect(panel.locator(".rg-empty")).to_have_text("Nothing queued from this browser tab yet.")
     assert await panel.locator(".rg-notice").is_hidden()
+    # What the extension decided about this frontend: 1.32 binds its error dialog after extensions
+    # load (errors may be held) and drops the packs' strings (repaired); 1.58 does neither.
+    decided = await p.page.evaluate(
+        "() => [window.restorationGovernor.errorHold.hold, Boolean(window.restorationGovernor.frontendMessages)]")
+    assert decided == ([False, False] if p.new_frontend else [True, True]), decided
 
     # Loopback with no admin token may administer: the admin section works.
     admin = panel.locator(".rg-admin")
@@ -79,9 +148,10 @@ async def test_positions_count_down_and_cancel_from_the_panel_leaves_the_queue(c
     extra = await _queue(c, sleep_prompt(1.0, "extra", steps=5), p.client_id)
 
     # Without opening anything, the page says where its next prompt stands.
-    await p.page.locator(".rg-indicator", has_text="Queued — position 1 of 4").wait_for()
+    await p.indicator().filter(has_text="Queued — position 1 of 4").wait_for()
     assert "+3 more queued" in await p.indicator_text()
     assert "queue paused" in await p.indicator_text()
+    await _check_live_line_placement(p)
 
     await p.open_governor_tab()
     for position, prompt_id in enumerate([*slow, extra], start=1):
@@ -109,7 +179,7 @@ async def test_positions_count_down_and_cancel_from_the_panel_leaves_the_queue(c
     assert any(t.startswith("Queued — position 1 of 2") for t in indicator), indicator
     assert any(t.startswith("Running") for t in indicator), indicator
     await p.screenshot("done")
-    await p.page.locator(".rg-indicator").wait_for(state="hidden")
+    await p.indicator().wait_for(state="hidden")
     assert p.pack_problems() == []
 
 
@@ -117,32 +187,37 @@ async def test_retry_and_failure_show_toasts_and_the_panel_can_retry(comfy_page,
     c = gov_http
     p = await comfy_page()
     await p.open_governor_tab()
+    await p.count_errors()
     key = uuid.uuid4().hex
-    retried = await _queue(c, fail_prompt(f"oom-{key}", failures=1, error="oom"), p.client_id)
+    # Queued with the Run button's own code path, so the frontend reports its errors as its own.
+    retried = await p.queue_from_editor(fail_prompt(f"oom-{key}", failures=1, error="oom"))
     await p.wait_toast("Retrying — attempt 2 of 3")
     await p.wait_row_state(retried, "success")
     await p.wait_toast("Finished")
-    # The attempt the governor retried is not reported as a failure by ComfyUI's error dialog.
-    assert await p.page.locator(".p-dialog", has_text="CUDA out of memory").count() == 0
+    # The attempt the governor retried reached none of the frontend's listeners: no error report.
+    assert await p.errors_seen(retried) == 0
+    assert await p.error_report("CUDA out of memory", "RGTestFailNTimes").count() == 0
 
-    broken = await _queue(c, fail_prompt(f"value-{key}", failures=5, error="value"), p.client_id)
+    broken = await p.queue_from_editor(fail_prompt(f"value-{key}", failures=5, error="value"))
     toast = await p.wait_toast("Failed")
     await expect(toast).to_contain_text("ValueError")
     await p.wait_row_state(broken, "failed")
     row = p.row(broken)
     await expect(row.locator(".rg-job-error")).to_contain_text("rg_test failure 1/5")
-    # A real failure still gets ComfyUI's own error dialog.
-    dialog = p.page.locator(".p-dialog", has_text="rg_test failure 1/5")
-    await dialog.wait_for(state="visible")
-    await p.page.keyboard.press("Escape")
-    await dialog.wait_for(state="hidden")
+    # A real failure still gets the frontend's own report, exactly once.
+    report = p.error_report("rg_test failure 1/5", "RGTestFailNTimes")
+    await report.wait_for(state="visible")
+    assert await p.errors_seen(broken) == 1
+    assert await report.count() == 1
     await p.screenshot("failed")
+    await p.page.keyboard.press("Escape")
 
     await row.locator('[data-action="retry"]').click()
     await wait_job(c, broken, "failed", timeout=30)  # queued again, ran again, failed again
     final = await job(c, broken)
     assert len(final["errors"]) == 2 and "2/5" in final["last_error"]["message"]
     await p.page.locator(f'.rg-job[data-prompt-id="{broken}"] .rg-job-error', has_text="2/5").wait_for()
+    assert await p.errors_seen(broken) == 2  # one report per real failure
     assert p.pack_problems() == []
 
 
@@ -151,20 +226,27 @@ async def test_queue_timeout_and_memory_wait_show_toasts(comfy_page, gov_http):
     p = await comfy_page()
     blocker = await _queue(c, sleep_prompt(30.0, "blocker", steps=300), "another-client")  # holds the slot
     await wait_job(c, blocker, "running")
-    await _queue(c, sleep_prompt(0.1, "short-lived"), p.client_id, headers={"X-Queue-Timeout": "1"})
+    await p.count_errors()
+    timed_out = await _queue(c, sleep_prompt(0.1, "short-lived"), p.client_id, headers={"X-Queue-Timeout": "1"})
     await p.wait_toast("Timed out in the queue")
     (await c.post(f"/governor/jobs/{blocker}/cancel")).ok()
-    # The governor also tells ComfyUI's own client code (execution_error): its dialog shows the reason.
-    dialog = p.page.locator(".p-dialog", has_text="Queue timeout")
-    await dialog.wait_for(state="visible")
-    await p.page.keyboard.press("Escape")
-    await dialog.wait_for(state="hidden")
+    # The governor also tells ComfyUI's own client code (execution_error), once. 1.32's dialog shows
+    # the reason; 1.58 reports errors only of runs queued from the editor itself (this one was not).
+    deadline = time.monotonic() + 10
+    while await p.errors_seen(timed_out) != 1:
+        assert time.monotonic() < deadline, "the queue timeout never reached the frontend"
+        await asyncio.sleep(0.1)
+    if not p.new_frontend:
+        dialog = p.page.locator(".p-dialog", has_text="Queue timeout")
+        await dialog.wait_for(state="visible")
+        await p.page.keyboard.press("Escape")
+        await dialog.wait_for(state="hidden")
 
     (await c.patch("/governor/config", {"max_used_fraction": 0.01})).ok()  # RAM is always above 1 %
     (await c.post("/governor/resume")).ok()
     waiting = await _queue(c, sleep_prompt(0.1, "starved"), p.client_id)
     await p.wait_toast("Waiting for memory")
-    await p.page.locator(".rg-indicator", has_text="Waiting for memory — position 1 of 1").wait_for()
+    await p.indicator().filter(has_text="Waiting for memory — position 1 of 1").wait_for()
     await p.open_governor_tab()
     await p.page.locator(".rg-facts", has_text="Closed:").wait_for()
     await p.wait_row_state(waiting, "waiting_for_memory")
@@ -178,15 +260,19 @@ async def test_chinese_browser_gets_chinese_labels(comfy_page, gov_http):
     c = gov_http
     p = await comfy_page(locale="zh-CN")
     # The frontend translates the tab itself, from the pack's locales/zh strings.
-    await expect(p.page.locator(".restoration-governor-tab-button")).to_have_attribute(
+    await expect(p.tab_button()).to_have_attribute(
         "aria-label", "队列调度：我的任务、共享显卡和队列状态")
     await p.open_governor_tab()
     panel = p.page.locator(".rg-panel")
     await expect(panel.locator(".rg-title")).to_have_text("队列调度")
     await expect(panel.locator(".rg-mine h3")).to_have_text("我的任务")
+    # A --cpu server gates on system RAM: 内存, never 显存 (GPU memory), wherever the panel names it.
+    facts = panel.locator(".rg-facts")
+    await expect(facts).to_contain_text("内存检查")
+    await expect(facts).not_to_contain_text("显存")
     (await c.post("/governor/pause")).ok()
     queued = await _queue(c, sleep_prompt(0.1, "zh"), p.client_id)
-    await p.page.locator(".rg-indicator", has_text="排队中 — 第 1 位，共 1 个").wait_for()
+    await p.indicator().filter(has_text="排队中 — 第 1 位，共 1 个").wait_for()
     await p.row(queued).locator(".rg-chip", has_text="排队中").wait_for()
     await panel.locator(".rg-pill", has_text="已暂停").wait_for()
     await panel.locator(".rg-admin button", has_text="恢复").wait_for()
@@ -200,7 +286,39 @@ async def test_chinese_browser_gets_chinese_labels(comfy_page, gov_http):
     await p.page.get_by_text("我提交任务的优先级").wait_for()
     await p.page.get_by_text("任务排队时显示我的排队位置").wait_for()
     await p.screenshot("settings-zh")
+
+    # The pack's nodes, in the graph editor's own node registry, carry their Chinese names.
+    titles = await p.page.evaluate(
+        "(names) => names.map((n) => window.LiteGraph.registered_node_types[n]?.title ?? null)",
+        ["DDColorColorize", "GPENRestoreFaces"])
+    assert titles == ["DDColor 上色", "GPEN 人脸修复"], titles
+    await _check_zh_node_strings_cover_every_node(c)
     assert p.pack_problems() == []  # includes vue-i18n warnings about missing zh keys of ours
+
+
+async def _check_zh_node_strings_cover_every_node(c: ComfyClient) -> None:
+    """locales/zh/nodeDefs.json names every node, input and output of the pack the server lists,
+    and has a tooltip wherever the English definition has one."""
+    info = (await c.get("/object_info")).ok().body
+    zh = (await c.get("/i18n")).ok().body["zh"]["nodeDefs"]
+    missing = []
+    for name, node in info.items():
+        if not node.get("category", "").startswith("restoration-governor"):
+            continue
+        ours = zh.get(name) or {}
+        missing += [f"{name}.{field}" for field in ("display_name", "description")
+                    if node.get(field) and not ours.get(field)]
+        for section in ("required", "optional"):
+            for inp, spec in node["input"].get(section, {}).items():
+                options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+                entry = ours.get("inputs", {}).get(inp, {})
+                missing += [f"{name}.inputs.{inp}.{field}" for field, needed in
+                            (("name", True), ("tooltip", bool(options.get("tooltip")))) if needed and not entry.get(field)]
+        for index, tooltip in enumerate(node.get("output_tooltips") or [None] * len(node["output"])):
+            entry = ours.get("outputs", {}).get(str(index), {})
+            missing += [f"{name}.outputs.{index}.{field}" for field, needed in
+                        (("name", True), ("tooltip", bool(tooltip))) if needed and not entry.get(field)]
+    assert not missing, missing
 
 
 async def test_without_admin_rights_the_admin_controls_are_hidden(comfy_page, gov_http):

@@ -14,8 +14,9 @@ SCREENSHOT_DIR = ARTIFACTS_DIR / "browser"
 
 CHECKS = r"""async (base) => {
   const load = (name) => import(`${base}/lib/${name}.mjs`);
-  const [fmt, i18n, book, ind, toasts, held, client, panel] = await Promise.all(
-    ["format", "i18n", "book", "indicator", "toasts", "held_errors", "client", "panel"].map(load));
+  const [fmt, i18n, book, ind, toasts, held, client, panel, features, slot] = await Promise.all(
+    ["format", "i18n", "book", "indicator", "toasts", "held_errors", "client", "panel", "frontend_features",
+     "action_bar_slot"].map(load));
   const catalogue = await (await fetch("/api/i18n")).json();
   const failures = [];
   let checked = 0;
@@ -96,6 +97,48 @@ CHECKS = r"""async (base) => {
   h.decided({ prompt_id: "r1", event: "retry", state: "pending" });
   h.decided({ prompt_id: "r2", event: "state", state: "failed" });
   eq("retry drops, failure releases", released, ["r2"]);
+
+  // -- what differs between frontends -------------------------------------------------------------------
+  const api158 = (types) => ({ _registered: new Set(types) });
+  eq("1.58: the frontend listens first, nothing is held",
+     features.errorHoldVerdict(api158(["status", "execution_error"]), "1.58.1").hold, false);
+  eq("first listener may hold", features.errorHoldVerdict(api158(["status"]), "1.58.1").hold, true);
+  eq("1.32: dialog bound after extensions", features.errorHoldVerdict({}, "1.32.9").hold, true);
+  eq("unknown order: never held", [features.errorHoldVerdict({}, "1.40.0").hold,
+                                   features.errorHoldVerdict({}, null).hold], [false, false]);
+  eq("i18n workaround only where the bug is", ["1.32.9", "1.33.9", "1.34.0", "1.58.1", null].map(
+     (v) => features.dropsPackStrings(v)), [true, true, false, false, true]);
+  eq("version", features.frontendVersion({ __COMFYUI_FRONTEND_VERSION__: "1.58.1" }), "1.58.1");
+
+  // -- memory named after what the server gates on (zh: 显存 on a GPU, 内存 on a CPU server) ---------
+  zh.setMemorySource("system");
+  eq("zh cpu", [zh.t("panel.gate"), zh.t("state.waiting_for_memory")], ["内存检查", "等待内存"]);
+  zh.setMemorySource("nvml");
+  eq("zh gpu", zh.t("panel.gate"), "显存检查");
+  zh.setMemorySource("gpu");
+  eq("en unchanged", en.t("panel.gate"), "Memory gate");
+
+  // -- the live line in the frontend's action bar ------------------------------------------------------
+  const tab = { id: "t" };
+  const reactiveView = { shown: null }; // what a reactive store hands back: another object
+  const fakeDoc = { querySelector: () => ({}) };
+  const opened = [];
+  const registered = [];
+  const s = new slot.ActionBarSlot({ tab, onOpen: () => opened.push(1),
+    store: () => ({ sidebarTabs: [{ id: "t", restorationGovernorLive: reactiveView }] }),
+    registerExtension: (ext) => registered.push(ext), name: "x.live" });
+  eq("no action bar on the page: floating line", s.available({ querySelector: () => null }), false);
+  eq("attached once", [s.available(fakeDoc), s.available(fakeDoc), registered.length], [true, true, 1]);
+  s.set({ text: "Queued — position 1 of 2", tooltip: "Open", kind: "pending" });
+  const [button] = registered[0].actionBarButtons;
+  eq("button", [button.label, button.class, reactiveView.shown.text],
+     ["Queued — position 1 of 2", "rg-actionbar rg-actionbar-pending", "Queued — position 1 of 2"]);
+  button.onClick();
+  s.set(null);
+  eq("cleared, opened", [registered[0].actionBarButtons.length, opened.length], [0, 1]);
+  const plain = new slot.ActionBarSlot({ tab: { id: "p" }, onOpen: () => {}, store: () => ({ sidebarTabs: [] }),
+    registerExtension: () => {}, name: "y" });
+  eq("no reactive store: floating line", plain.available(fakeDoc), false);
 
   // -- API verdicts and back-off -----------------------------------------------------------------------
   eq("404", client.judgeStatus({ ok: false, status: 404 }).availability, "missing");

@@ -1,5 +1,6 @@
 // Keeps this pack's strings inside the frontend's own vue-i18n messages (sidebar tab title and
-// tooltip, setting names, setting categories), which the frontend translates itself.
+// tooltip, setting names, setting categories, the names and tooltips of the pack's nodes), which
+// the frontend translates itself. Used only on frontends with the bug (frontend_features.mjs).
 //
 // Why: in frontend 1.32 GraphCanvas merges every pack's GET /i18n strings into vue-i18n, then
 // GraphView's loadLocale() *replaces* (setLocaleMessage) a non-English locale's messages once its
@@ -9,8 +10,11 @@ import { NAMESPACE } from "./i18n.mjs";
 
 const PROBE_KEY = `${NAMESPACE}.tab.title`;
 
-/** The strings this pack owns in GET /i18n's body, per language. */
-export function ownedMessages(all, settingPrefix, categoryKeys) {
+/**
+ * The strings this pack owns in GET /i18n's body, per language.
+ * @param nodeClasses  the pack's node class names (their nodeDefs entries are the pack's)
+ */
+export function ownedMessages(all, settingPrefix, categoryKeys, nodeClasses = []) {
   const out = {};
   for (const [lang, messages] of Object.entries(all || {})) {
     if (!messages || typeof messages[NAMESPACE] !== "object") continue;
@@ -20,7 +24,10 @@ export function ownedMessages(all, settingPrefix, categoryKeys) {
     const categories = Object.fromEntries(
       Object.entries(messages.settingsCategories || {}).filter(([key]) => categoryKeys.includes(key)),
     );
-    out[lang] = { [NAMESPACE]: messages[NAMESPACE], settings, settingsCategories: categories };
+    const nodeDefs = Object.fromEntries(
+      Object.entries(messages.nodeDefs || {}).filter(([key]) => nodeClasses.includes(key)),
+    );
+    out[lang] = { [NAMESPACE]: messages[NAMESPACE], settings, settingsCategories: categories, nodeDefs };
   }
   return out;
 }
@@ -39,6 +46,14 @@ export function findGlobalComposer(doc = document) {
     // a frontend without this structure: its own merge of GET /i18n is all there is
   }
   return null;
+}
+
+/** The class names of the nodes a pack folder defines, from GET /object_info's python_module. */
+export function packNodeClasses(nodeDefs, packFolder) {
+  const module = `custom_nodes.${packFolder}`;
+  return Object.values(nodeDefs || {})
+    .filter((def) => def && def.python_module === module)
+    .map((def) => def.name);
 }
 
 export class FrontendMessages {

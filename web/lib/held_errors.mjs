@@ -3,6 +3,8 @@
 // prompt failed when it did not, so execution_error events of a running governed prompt are held
 // back until the governor says what happens next (governor.job): dropped when it is retried,
 // handed on to ComfyUI's own listeners when the prompt really failed (or nothing is heard in time).
+// Used only where the pack's listener provably runs before the dialog's (frontend_features.mjs:
+// 1.32); the server already leaves out the errors of attempts it retries, so this is a second guard.
 
 export class HeldErrors {
   /**

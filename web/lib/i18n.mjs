@@ -10,6 +10,15 @@ export class Translator {
   constructor(getLocale = () => FALLBACK_LOCALE) {
     this.getLocale = getLocale;
     this.catalogs = {};
+    this.memorySource = "gpu";
+  }
+
+  /**
+   * What the server gates on: "gpu" or "system" (a CPU server). Strings say {mem} where the
+   * language names the two differently (zh: 显存 / 内存); t() fills it unless a caller does.
+   */
+  setMemorySource(source) {
+    this.memorySource = source === "system" ? "system" : "gpu";
   }
 
   /** @param all  GET /i18n's body: {lang: {...every pack's main.json keys...}} */
@@ -44,7 +53,11 @@ export class Translator {
   t(key, params = {}) {
     for (const lang of this.chain()) {
       const message = lookup(this.catalogs[lang], key);
-      if (typeof message === "string") return interpolate(message, params);
+      if (typeof message !== "string") continue;
+      if (message.includes("{mem}") && params?.mem === undefined) {
+        params = { ...params, mem: this.t(`memoryWord.${this.memorySource}`) };
+      }
+      return interpolate(message, params);
     }
     return key;
   }

@@ -1,5 +1,6 @@
 // The small live line shown right after queueing ("Queued — position 3 of 12, about 1 min"),
-// kept current by the job book and a one-second tick for the local ETA countdown.
+// kept current by the job book and a one-second tick for the local ETA countdown. It floats at the
+// bottom of the canvas, or lives in the frontend's action bar where it has one (action_bar_slot.mjs).
 
 import { h, setText } from "./dom.mjs";
 import { formatDuration, formatEta } from "./format.mjs";
@@ -35,8 +36,10 @@ export function headlineText(headline, book, governorState, t) {
 }
 
 export class LiveIndicator {
-  constructor({ t, book, onOpen, isEnabled, governorState }) {
+  /** @param slot  an ActionBarSlot (optional): used instead of the floating line while available */
+  constructor({ t, book, onOpen, isEnabled, governorState, slot = null }) {
     this.t = t;
+    this.slot = slot;
     this.book = book;
     this.onOpen = onOpen;
     this.isEnabled = isEnabled;
@@ -74,16 +77,24 @@ export class LiveIndicator {
     const shown = this.isEnabled() ? headlineText(this.book.headline(), this.book, this.governorState(), this.t) : null;
     if (!shown) {
       this.el.hidden = true;
+      this.slot?.set(null);
       this.stopTicking();
       return;
     }
+    this.startTicking();
+    if (this.slot?.available()) {
+      this.el.hidden = true;
+      const tooltip = [shown.notes, this.t("indicator.open")].filter(Boolean).join(" — ");
+      this.slot.set({ text: shown.text, tooltip, kind: shown.kind });
+      return;
+    }
+    this.slot?.set(null);
     this.el.hidden = false;
     this.el.dataset.kind = shown.kind;
     this.el.title = this.t("indicator.open");
     setText(this.textEl, shown.text);
     setText(this.notesEl, shown.notes);
     this.notesEl.hidden = !shown.notes;
-    this.startTicking();
   }
 
   startTicking() {
