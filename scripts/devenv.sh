@@ -170,20 +170,27 @@ hint_old_data() {
   fi
 }
 
-ensure_chromium() {
+ensure_test_services() {
   # Browser tests drive Debian's chromium through Playwright (never a downloaded browser); a CJK font
-  # makes the zh-CN screenshots readable.
-  if [[ -x /usr/bin/chromium && -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]]; then return 0; fi
+  # makes the zh-CN screenshots readable. Cluster tests start Debian's redis-server themselves, each on a
+  # free loopback port with its own folder (tests/harness/redis_server.py): nothing is left listening.
+  if [[ -x /usr/bin/chromium && -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc && -x /usr/bin/redis-server ]]; then
+    return 0
+  fi
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-    log "installing Debian chromium (and a CJK font) for the browser tests"
+    log "installing Debian chromium, a CJK font and redis-server for the tests"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei \
-      >/dev/null) || log "could not install chromium"
+      redis-server >/dev/null) || log "could not install chromium / redis-server"
+  fi
+  # Debian's package starts a system-wide redis on 6379 where an init system runs; the tests need none.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+    systemctl stop redis-server >/dev/null 2>&1 || true
   fi
 }
 
 run_tests() {
   setup
-  ensure_chromium
+  ensure_test_services
   cd "$ROOT"
   "$PY" -m ruff check .
   # pytest exits 5 when it collected nothing: treat that as a failure, never as a pass.
