@@ -127,7 +127,7 @@ async def test_restore_faces_node_restores_the_face_and_passes_a_faceless_photo(
     assert np.array_equal(restored[1], inputs[1])
     assert masks[1].max() == 0
     note = entry["outputs"][faces]["text"][0]
-    assert note.startswith("1 face(s) restored") and "no face found in image 2 of 2" in note
+    assert note.startswith("1 face(s) restored") and "1 of 2 images: no face ≥ 0.9 (image 2)" in note
 
 
 async def test_a_file_that_is_not_gpen_is_refused_with_a_clear_error(gpen_server):
