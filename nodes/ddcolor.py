@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..restoration.clipping import clipping_note
-from ..restoration.ddcolor.checkpoints import OFFICIAL_CHECKPOINTS, is_official, official_remote
+from ..restoration.ddcolor.files import OFFICIAL_CHECKPOINTS, is_official, official_remote
 from ..restoration.ddcolor.loading import LoadedDDColor, load_ddcolor
 from ..restoration.ddcolor.options import MAX_SIZE, MIN_SIZE, PRECISIONS, PRESETS, SIZE_STEP, resolve_options
 from ..restoration.ddcolor.pipeline import MAX_CHUNK, colorize, working_memory

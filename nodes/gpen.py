@@ -16,7 +16,8 @@ import torch
 from ..restoration.batching import is_out_of_memory
 from ..restoration.download import RemoteFile
 from ..restoration.gpen import files
-from ..restoration.gpen.checkpoint import load_generator, looks_like_gpen_file, read_state_dict
+from ..restoration.gpen.loading import load_generator, looks_like_gpen_file, read_state_dict
+from ..restoration.gpen.memory import faces_per_chunk, working_memory
 from ..restoration.gpen.network import GPENConfig
 from . import comfy_bridge
 from .managed_model import ManagedModel
@@ -29,12 +30,6 @@ MODEL_FOLDERS = ("gpen", "facerestore_models")  # where GPEN generators are look
 HELPER_FOLDER = "facedetection"
 DEFAULT_MODEL = "GPEN-BFR-512.pth"
 RESIZE_FILTERS = ("bilinear (official)", "antialiased")
-# Working memory of one face through the generator, per output pixel (measured peak on CPU: ~2.6–3 KiB at
-# 256/512 px, rounded up), plus the parser at 512 px.
-BYTES_PER_FACE_PIXEL = 4096
-PARSER_BYTES_PER_FACE = 512 * 1024 * 1024  # ParseNet at 512 px: ~520 MiB peak per face on CPU
-MAX_FACES_PER_CHUNK = {"cpu": 4}  # bench: batches of 4 give ~1.3× faces/s on CPU; more only costs memory
-MAX_FACES_PER_CHUNK_DEFAULT = 16
 
 
 @dataclass
@@ -129,15 +124,12 @@ def face_helpers() -> FaceHelpers:
 # -- running ------------------------------------------------------------------------------------------
 
 def _chunk_plan(model: GPENModel, faces_hint: int, with_parser: bool) -> tuple[int, int]:
-    """(faces per chunk, working bytes to reserve) from the device's free memory."""
+    """(faces per chunk, working bytes to reserve) from the device's free memory (restoration.gpen.memory)."""
     mm = comfy_bridge.model_management()
     device = mm.get_torch_device()
-    per_face = model.size * model.size * BYTES_PER_FACE_PIXEL + (PARSER_BYTES_PER_FACE if with_parser else 0)
-    cap = MAX_FACES_PER_CHUNK.get(device.type, MAX_FACES_PER_CHUNK_DEFAULT)
     free = mm.get_free_memory(device) - model.managed.size_bytes()
-    fits = int(max(free, 0) * 0.8 // per_face)
-    chunk = max(1, min(cap, fits, max(faces_hint, 1)))
-    return chunk, chunk * per_face
+    chunk = faces_per_chunk(model.size, free, device.type, faces_hint, with_parser)
+    return chunk, working_memory(model.size, chunk, with_parser)
 
 
 def _load_to_device(patchers: list, working_memory: int) -> torch.device:

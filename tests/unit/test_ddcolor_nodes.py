@@ -13,7 +13,7 @@ from harness.ddcolor_checkpoints import checkpoint_file
 from harness.http_fixture import FileServer, ServedFile
 from restoration_governor.nodes import comfy_bridge
 from restoration_governor.nodes import ddcolor as node
-from restoration_governor.restoration.ddcolor import checkpoints
+from restoration_governor.restoration.ddcolor import files as checkpoints
 from restoration_governor.restoration.download import DownloadError
 
 
