@@ -281,6 +281,14 @@ def test_real_retinaface_network_finds_the_fabricated_face(fabricated_detector):
     assert fabricated_detector(dark, 0.9) == []
 
 
+def test_a_one_channel_photo_goes_through_the_real_detector(fabricated_detector):
+    gray = bright_patch_image(256, 256, cell=(2, 5))[..., :1].contiguous()
+    result = restore_faces(gray, detect=fabricated_detector, restore=lambda f: f * 0.5, parse=full_mask,
+                           face_size=256)
+    assert result.faces_restored == [1] and result.images.shape == (1, 256, 256, 1)
+    assert (result.images - gray).abs().max() > 0.1
+
+
 def test_detector_rejects_files_of_other_networks():
     with pytest.raises(ValueError, match=r"parsing_parsenet\.pth is not a RetinaFace ResNet-50 detector"):
         build_detector_network({"conv.weight": torch.zeros(1)}, "parsing_parsenet.pth")
