@@ -53,6 +53,8 @@ async def test_nodes_are_registered_with_their_options(gpen_server):
     assert required["detection_threshold"][1]["default"] == 0.9
     assert faces["output"] == ["IMAGE", "MASK"]
     assert aligned["output"] == ["IMAGE"]
+    resize = aligned["input"]["optional"]["resize_filter"]
+    assert resize[0] == ["bilinear (official)", "antialiased"] and resize[1]["default"] == "bilinear (official)"
 
 
 async def test_aligned_face_node_restores_end_to_end(gpen_server, tmp_path):

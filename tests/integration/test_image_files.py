@@ -91,3 +91,20 @@ async def test_a_file_that_is_not_an_image_fails_with_its_name(comfy_server):
     assert history_outcome(entry) == "error"
     [error] = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
     assert error["node_type"] == "RestorationLoadImage" and name in error["exception_message"]
+
+
+async def test_core_load_image_clips_the_ramp_and_ddcolor_says_so(comfy_server):
+    name = f"ramp16-core-{uuid.uuid4().hex[:6]}.png"
+    Image.fromarray(RAMP).save(comfy_server.input_dir / name)
+    install_checkpoint(comfy_server.models_dir / "ddcolor" / "ddcolor_paper_tiny.pth", "convnext-t")
+    g = Graph()
+    image = g.node("LoadImage", image=name)
+    model = g.node("DDColorModelLoader", model_name="ddcolor_paper_tiny.pth")
+    colorize = g.node("DDColorColorize", image=image.out(0), model=model.out(0), preset="custom", input_size=64,
+                      ab_upsample="nearest", keep_aspect=False, clamp_ab=False, precision="auto")
+    g.node("PreviewImage", images=colorize.out(0))
+    async with ComfyClient(comfy_server.url) as c:
+        entry = await c.run(g.prompt(), timeout=120)
+    assert history_outcome(entry) == "success", entry["status"]
+    [note] = entry["outputs"][colorize]["text"]
+    assert "the input looks clipped: 99." in note and "Load Photo (any bit depth)" in note
