@@ -302,7 +302,8 @@ class GPENRestoreAlignedFace:
 
     def restore(self, image: torch.Tensor, gpen_model: GPENModel, keep_input_size: bool,
                 resize_filter: str = RESIZE_FILTERS[0]):
-        from ..restoration.gpen.pipeline import GeneratorRestorer, restore_aligned
+        from ..restoration.gpen.aligned import restore_aligned
+        from ..restoration.gpen.pipeline import GeneratorRestorer
 
         if resize_filter not in RESIZE_FILTERS:
             raise ValueError(f"resize_filter must be one of {', '.join(RESIZE_FILTERS)}, got {resize_filter!r}")

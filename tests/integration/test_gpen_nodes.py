@@ -78,8 +78,9 @@ async def test_aligned_face_node_restores_end_to_end(gpen_server, tmp_path):
     assert served.shape == (256, 256, 3)
 
     # The same restoration computed here, from the same checkpoint and the same 8-bit input.
+    from restoration_governor.restoration.gpen.aligned import restore_aligned
     from restoration_governor.restoration.gpen.loading import load_generator_file
-    from restoration_governor.restoration.gpen.pipeline import GeneratorRestorer, restore_aligned
+    from restoration_governor.restoration.gpen.pipeline import GeneratorRestorer
 
     model_here = load_generator_file(gpen_server.models_dir / "gpen" / GPEN_TEST_FILE)
     loaded = torch.from_numpy(load_png(gpen_server.input_dir / name).astype(np.float32) / 255.0)[None]

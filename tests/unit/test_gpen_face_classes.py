@@ -8,12 +8,12 @@ import pytest
 import torch
 from harness.faces import face_at, fixed_detector, full_mask, identity, interior, smooth_photo
 from restoration_governor.restoration.ddcolor.pipeline import colorize
+from restoration_governor.restoration.gpen.aligned import restore_aligned
 from restoration_governor.restoration.gpen.detection import DetectedFace
 from restoration_governor.restoration.gpen.parsing import FaceParser
 from restoration_governor.restoration.gpen.pipeline import (
     Chunking,
     FaceOptions,
-    restore_aligned,
     restore_faces,
 )
 

@@ -14,6 +14,7 @@ from harness.gpen_checkpoints import (
     detector_state_dict,
     fake_landmark_offsets,
 )
+from restoration_governor.restoration.gpen.aligned import restore_aligned
 from restoration_governor.restoration.gpen.alignment import apply_affine, invert_affine, reference_points
 from restoration_governor.restoration.gpen.detection import DetectedFace, FaceDetector, build_detector_network
 from restoration_governor.restoration.gpen.parsing import BORDER, FaceParser, gaussian_taps
@@ -22,7 +23,6 @@ from restoration_governor.restoration.gpen.pipeline import (
     FaceOptions,
     GeneratorRestorer,
     alignment_matrix,
-    restore_aligned,
     restore_faces,
     smooth,
 )
