@@ -161,7 +161,8 @@ def _sixteen_bit_colour(frame: Image.Image, path: str | os.PathLike[str], orient
         import cv2
     except ImportError:
         return None
-    data = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    raw = np.fromfile(os.fspath(path), dtype=np.uint8)  # imdecode, not imread: non-ASCII paths on Windows
+    data = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     if data is None or data.dtype != np.uint16 or data.ndim != 3 or data.shape[2] not in (3, 4):
         return None
     values = data.astype(np.float32) / 65535.0
