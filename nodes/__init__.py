@@ -7,11 +7,11 @@ package imports without ComfyUI.
 
 from __future__ import annotations
 
-from . import ddcolor, gpen
+from . import ddcolor, gpen, image_files
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
 
-for _module in (ddcolor, gpen):
+for _module in (ddcolor, gpen, image_files):
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)

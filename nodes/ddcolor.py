@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ..restoration.ddcolor.checkpoints import OFFICIAL_CHECKPOINTS, is_official, official_remote
+from ..restoration.clipping import clipping_note
+from ..restoration.ddcolor.files import OFFICIAL_CHECKPOINTS, is_official, official_remote
 from ..restoration.ddcolor.loading import LoadedDDColor, load_ddcolor
 from ..restoration.ddcolor.options import MAX_SIZE, MIN_SIZE, PRECISIONS, PRESETS, SIZE_STEP, resolve_options
 from ..restoration.ddcolor.pipeline import MAX_CHUNK, colorize, working_memory
@@ -157,6 +158,9 @@ class DDColorColorize:
                                          device_type=device.type, bf16_supported=bf16_native)
         if precision == "bf16" and device.type == "cpu":
             notes.append("bf16 on the CPU is much slower than fp32 on most CPUs (no native bf16 matmul)")
+        clipped = clipping_note(image)
+        if clipped:
+            notes.append(clipped)
         _tell_user(notes, unique_id)
 
         total, height, width = image.shape[:3]
@@ -179,7 +183,10 @@ class DDColorColorize:
             output_device=mm.intermediate_device(), before_chunk=comfy_bridge.throw_if_interrupted,
             after_chunk=lambda done: bar.update_absolute(done, total), on_oom=on_oom,
         )
-        return (result,)
+        output: dict = {"result": (result,)}
+        if notes:  # also in the prompt's history, where API clients see it
+            output["ui"] = {"text": ["; ".join(notes)]}
+        return output
 
 
 def _tell_user(notes: list[str], node_id: str | None) -> None:

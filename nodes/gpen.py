@@ -16,7 +16,8 @@ import torch
 from ..restoration.batching import is_out_of_memory
 from ..restoration.download import RemoteFile
 from ..restoration.gpen import files
-from ..restoration.gpen.checkpoint import load_generator, looks_like_gpen_file, read_state_dict
+from ..restoration.gpen.loading import load_generator, looks_like_gpen_file, read_state_dict
+from ..restoration.gpen.memory import faces_per_chunk, working_memory
 from ..restoration.gpen.network import GPENConfig
 from . import comfy_bridge
 from .managed_model import ManagedModel
@@ -28,12 +29,7 @@ CATEGORY = "restoration-governor/GPEN"
 MODEL_FOLDERS = ("gpen", "facerestore_models")  # where GPEN generators are looked for, in this order
 HELPER_FOLDER = "facedetection"
 DEFAULT_MODEL = "GPEN-BFR-512.pth"
-# Working memory of one face through the generator, per output pixel (measured peak on CPU: ~2.6–3 KiB at
-# 256/512 px, rounded up), plus the parser at 512 px.
-BYTES_PER_FACE_PIXEL = 4096
-PARSER_BYTES_PER_FACE = 512 * 1024 * 1024  # ParseNet at 512 px: ~520 MiB peak per face on CPU
-MAX_FACES_PER_CHUNK = {"cpu": 4}  # bench: batches of 4 give ~1.3× faces/s on CPU; more only costs memory
-MAX_FACES_PER_CHUNK_DEFAULT = 16
+RESIZE_FILTERS = ("bilinear (official)", "antialiased")
 
 
 @dataclass
@@ -150,15 +146,12 @@ def face_helpers() -> FaceHelpers:
 # -- running ------------------------------------------------------------------------------------------
 
 def _chunk_plan(model: GPENModel, faces_hint: int, with_parser: bool) -> tuple[int, int]:
-    """(faces per chunk, working bytes to reserve) from the device's free memory."""
+    """(faces per chunk, working bytes to reserve) from the device's free memory (restoration.gpen.memory)."""
     mm = comfy_bridge.model_management()
     device = mm.get_torch_device()
-    per_face = model.size * model.size * BYTES_PER_FACE_PIXEL + (PARSER_BYTES_PER_FACE if with_parser else 0)
-    cap = MAX_FACES_PER_CHUNK.get(device.type, MAX_FACES_PER_CHUNK_DEFAULT)
     free = mm.get_free_memory(device) - model.managed.size_bytes()
-    fits = int(max(free, 0) * 0.8 // per_face)
-    chunk = max(1, min(cap, fits, max(faces_hint, 1)))
-    return chunk, chunk * per_face
+    chunk = faces_per_chunk(model.size, free, device.type, faces_hint, with_parser)
+    return chunk, working_memory(model.size, chunk, with_parser)
 
 
 def _load_to_device(patchers: list, working_memory: int) -> torch.device:
@@ -300,39 +293,49 @@ class GPENRestoreAlignedFace:
     DESCRIPTION = (
         "Restores images that already are aligned face crops (e.g. from a face-swap or crop node): each is "
         "resized to the model size (squashed if not square), restored and returned at the model size "
-        "or, with keep_input_size, resized back."
+        "or, with keep_input_size, resized back. Gray (1 channel) stays gray, alpha is kept."
     )
 
     @classmethod
     def INPUT_TYPES(cls):  # noqa: N802 - ComfyUI API
-        return {"required": {
-            "image": ("IMAGE",),
-            "gpen_model": ("GPEN_MODEL",),
-            "keep_input_size": ("BOOLEAN", {
-                "default": False, "tooltip": "Resize the restored faces back to the input size instead of "
-                                             "returning them at the model size.",
-            }),
-        }}
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "gpen_model": ("GPEN_MODEL",),
+                "keep_input_size": ("BOOLEAN", {
+                    "default": False, "tooltip": "Resize the restored faces back to the input size instead of "
+                                                 "returning them at the model size.",
+                }),
+            },
+            "optional": {
+                "resize_filter": (list(RESIZE_FILTERS), {
+                    "default": RESIZE_FILTERS[0],
+                    "tooltip": "bilinear (official): the official GPEN resize, results match it. antialiased: "
+                               "filters when shrinking a larger crop: less moire and jagged hair, but softer "
+                               "and no longer the official result.",
+                }),
+            },
+        }
 
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
     FUNCTION = "restore"
     CATEGORY = CATEGORY
 
-    def restore(self, image: torch.Tensor, gpen_model: GPENModel, keep_input_size: bool):
-        from ..restoration.gpen.pipeline import GeneratorRestorer, restore_aligned
+    def restore(self, image: torch.Tensor, gpen_model: GPENModel, keep_input_size: bool,
+                resize_filter: str = RESIZE_FILTERS[0]):
+        from ..restoration.gpen.aligned import restore_aligned
+        from ..restoration.gpen.pipeline import GeneratorRestorer
 
+        if resize_filter not in RESIZE_FILTERS:
+            raise ValueError(f"resize_filter must be one of {', '.join(RESIZE_FILTERS)}, got {resize_filter!r}")
         chunk, working = _chunk_plan(gpen_model, faces_hint=image.shape[0], with_parser=False)
         device = _load_to_device([gpen_model.managed.patcher], working)
         chunking = _chunking(image.shape[0])
         chunking.chunk_size = chunk
         out = restore_aligned(image, GeneratorRestorer(gpen_model.managed.module), gpen_model.size,
-                              chunking=chunking, device=device)
-        if keep_input_size and out.shape[1:3] != image.shape[1:3]:
-            out = torch.nn.functional.interpolate(
-                out.permute(0, 3, 1, 2), size=tuple(image.shape[1:3]), mode="bilinear", align_corners=False,
-                antialias=True,
-            ).permute(0, 2, 3, 1).clamp(0.0, 1.0)
+                              chunking=chunking, device=device, antialias=resize_filter == "antialiased",
+                              keep_input_size=keep_input_size)
         return (out.to(comfy_bridge.model_management().intermediate_device()),)
 
 

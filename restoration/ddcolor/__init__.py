@@ -1,6 +1,6 @@
 """DDColor colorization in plain torch (no ComfyUI imports).
 
-* :mod:`.checkpoints` - the official checkpoints and their download URLs;
+* :mod:`.files` - the official checkpoints and their download URLs;
 * :mod:`.loading` - reading and checking a checkpoint, building the model with spandrel;
 * :mod:`.options` - presets, size rounding, precision: what the node's widgets mean;
 * :mod:`.pipeline` - the batched colorize pipeline;

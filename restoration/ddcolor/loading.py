@@ -5,18 +5,18 @@ is identical to the official one: bit-identical outputs, models.md 1.4). spandre
 detect and build the model; the pipeline calls the ``nn.Module`` itself, because spandrel's call
 API runs at 256 px, one image at a time.
 
-The loader is strict where the official one is lax: it accepts the release container
-(``{'params': sd}``), drops exactly the two ``encoder.arch.head_cls`` keys some files carry, and
-then every key must fit, so a truncated, foreign or mismatched file fails with a message that names
-the file and what is wrong instead of running with missing weights.
+The loader is strict where the official one is lax: the pack's one weight reader
+(:mod:`restoration.weights`) opens the release container (``{'params': sd}``), the two
+``encoder.arch.head_cls`` keys some files carry are dropped, and then every key must fit, so a
+truncated, foreign or mismatched file fails with a message that names the file and what is wrong
+instead of running with missing weights; a GPEN / RetinaFace / ParseNet file is named as such, with
+the folder it belongs in.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +24,15 @@ from pathlib import Path
 import torch
 
 from ..errors import short_type_name
-from .checkpoints import OFFICIAL_CHECKPOINTS
+from ..weights import DDCOLOR, WeightFileError, read_weights, wrong_family
+from .files import OFFICIAL_CHECKPOINTS
 
 HEAD_CLS_KEYS = ("encoder.arch.head_cls.weight", "encoder.arch.head_cls.bias")
-_CONTAINER_KEYS = ("params", "params_ema", "state_dict", "model")
 _SUPPORTED_ENCODERS = ("convnext-t", "convnext-s", "convnext-b", "convnext-l")
 
 
 @short_type_name
-class DDColorLoadError(ValueError):
+class DDColorLoadError(WeightFileError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
@@ -52,6 +52,9 @@ def load_ddcolor(path: str | os.PathLike[str]) -> LoadedDDColor:
     """Read, check and build the DDColor model in ``path`` (on the CPU, eval mode, float32)."""
     path = Path(path)
     state_dict = read_state_dict(path)
+    other = wrong_family(path.name, state_dict, DDCOLOR, DDColorLoadError)
+    if other is not None:
+        raise other
     arch = _ddcolor_arch()
     if not arch.detect(state_dict):
         raise DDColorLoadError(f"{path.name} is not a DDColor checkpoint: {_what_it_is(state_dict)}")
@@ -76,55 +79,12 @@ def load_ddcolor(path: str | os.PathLike[str]) -> LoadedDDColor:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict inside ``path``: release container unwrapped, ``module.`` prefix and head_cls removed."""
-    if not path.is_file():
-        raise DDColorLoadError(f"{path} does not exist")
-    size = path.stat().st_size
-    if size == 0:
-        raise DDColorLoadError(f"{path.name} is empty (0 bytes){_official_hint(path)}")
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            raw = load_file(str(path), device="cpu")
-        else:
-            raw = _torch_load(path)
-    except pickle.UnpicklingError as e:
-        raise DDColorLoadError(f"{path.name} holds Python objects other than tensors, which are not loaded for "
-                               f"safety ({_first_lines(str(e), 1)})") from e
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
-        raise DDColorLoadError(f"{path.name} cannot be read ({size:,} bytes): it is truncated or not a PyTorch / "
-                               f"safetensors checkpoint ({_first_lines(str(e), 1)}){_official_hint(path)}") from e
-    state_dict = _unwrap(raw, path)
-    if all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+    """The state dict inside ``path`` (see :func:`restoration.weights.read_weights`), head_cls removed."""
+    path = Path(path)
+    state_dict = read_weights(path, remedy=_official_hint(path), mmap=True, error=DDColorLoadError)
     for key in HEAD_CLS_KEYS:
         state_dict.pop(key, None)
     return state_dict
-
-
-def _torch_load(path: Path) -> object:
-    """``torch.load`` memory-mapped when the file allows it: the weights are then read from the page
-    cache while they are copied into the model, instead of being held twice in RAM (912 MB each)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as e:
-        if "mmap" not in str(e):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
-
-
-def _unwrap(raw: object, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(raw, Mapping):
-        for key in _CONTAINER_KEYS:
-            inner = raw.get(key)
-            if isinstance(inner, Mapping):
-                raw = inner
-                break
-    if not isinstance(raw, Mapping) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        kind = type(raw).__name__ if not isinstance(raw, Mapping) else f"a dict with keys {sorted(raw)[:5]}"
-        raise DDColorLoadError(f"{path.name} does not contain a model state dict (found {kind})")
-    return dict(raw)
 
 
 def _ddcolor_arch():

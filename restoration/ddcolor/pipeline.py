@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from ..batching import run_in_chunks
+from ..channels import split_channels
 from .face_tone import harmonise_face_tone
 from .lab import gray_from_lightness, lab_to_rgb, lightness
 from .options import ColorizeOptions, model_resolution
@@ -102,8 +103,7 @@ def colorize(
     model's); ``before_chunk`` / ``after_chunk(done)`` / ``on_oom(new_chunk)`` are the hooks of
     :func:`restoration.batching.run_in_chunks` (interrupt checks, progress, cache flushing).
     """
-    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"expected an IMAGE batch (B, H, W, 1|3|4), got shape {tuple(images.shape)}")
+    rgb_all, alpha_all = split_channels(images, "DDColor Colorize")
     total, height, width, channels = images.shape
     masks = _batch_masks(face_mask, total)
     if device is None:
@@ -111,16 +111,15 @@ def colorize(
     out = torch.empty((total, height, width, 4 if channels == 4 else 3), dtype=torch.float32, device=output_device)
 
     def run_chunk(start: int, end: int) -> None:
-        x = images[start:end].to(device=device, dtype=torch.float32)
-        rgb = x[..., :3] if channels >= 3 else x.expand(-1, -1, -1, 3)
+        rgb = rgb_all[start:end].to(device=device, dtype=torch.float32)
         mask = None
         if masks is not None:
             chunk_masks = masks[start:end] if masks.shape[0] == total else masks.expand(end - start, -1, -1)
             mask = chunk_masks.unsqueeze(1).to(device)
         with torch.inference_mode():
             result = colorize_rgb(rgb.movedim(-1, 1), model, options, mask).movedim(1, -1)
-        if channels == 4:
-            result = torch.cat([result, x[..., 3:]], dim=-1)
+        if alpha_all is not None:
+            result = torch.cat([result, alpha_all[start:end].to(device=result.device, dtype=result.dtype)], dim=-1)
         out[start:end] = result.to(output_device)
 
     run_in_chunks(total, run_chunk, chunk_size=chunk_size, before_chunk=before_chunk, after_chunk=after_chunk,

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as nnf
 
+from ..weights import DETECTOR, WeightFileError, missing_and_unexpected, read_weights, wrong_family
+
 BGR_MEAN = (104.0, 117.0, 123.0)
 DOWNSCALE_ABOVE = 1500  # longer side (px) above which detection runs on a smaller copy
 DETECT_SIDE = 1000  # longer side of that copy
@@ -52,18 +54,21 @@ def build_detector_network(state_dict: Mapping[str, torch.Tensor], name: str = "
         with torch.device("meta"):  # skip ResNet-50's random init: every tensor comes from the file
             net = RetinaFace(network_name="resnet50", half=False, phase="test", device=torch.device("meta"))
     cleaned = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    try:
-        net.load_state_dict(cleaned, strict=True, assign=True)
-    except RuntimeError as e:
-        raise ValueError(f"{name} is not a RetinaFace ResNet-50 detector: {_first_line(e)}") from e
+    other = wrong_family(name, cleaned, DETECTOR)
+    if other is not None:
+        raise other
+    problems = missing_and_unexpected(net.state_dict(), cleaned)
+    if problems:
+        raise WeightFileError(f"{name} is not a RetinaFace ResNet-50 detector: {problems}")
+    net.load_state_dict(cleaned, strict=True, assign=True)
     net.device = torch.device("cpu")  # facexlib's own bookkeeping; our detection code never reads it
     net.requires_grad_(False)
     return net.eval()
 
 
 def load_detector_file(path: str | os.PathLike[str]) -> torch.nn.Module:
-    name = os.path.basename(os.fspath(path))
-    return build_detector_network(_read_tensors(path, name), name)
+    """The detector in ``path``; :class:`restoration.weights.WeightFileError` names a damaged or wrong file."""
+    return build_detector_network(read_weights(path), os.path.basename(os.fspath(path)))
 
 
 class FaceDetector:
@@ -125,22 +130,3 @@ class FaceDetector:
                         for s in sizes]
             levels.append(torch.stack(per_size, dim=2).reshape(-1, 4))  # row-major cells, sizes innermost
         return torch.cat(levels).to(device)
-
-
-def _read_tensors(path: str | os.PathLike[str], name: str) -> dict[str, torch.Tensor]:
-    try:
-        data = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise ValueError(f"{name}: could not be read as a weights file ({type(e).__name__}: {e})") from e
-    if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
-        data = data["state_dict"]
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{name}: expected a state dict, found {type(data).__name__}")
-    return dict(data)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return " ".join(line.strip() for line in text[:3])[:400]

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as nnf
 
+from ..weights import PARSER, WeightFileError, missing_and_unexpected, read_weights, wrong_family
+
 PARSE_SIZE = 512
 N_CLASSES = 19
 # 0 background, 14 hat, 18 cloth are not face; everything else (1–13, 15–17) is.
@@ -31,20 +33,20 @@ def build_parser_network(state_dict: Mapping[str, torch.Tensor], name: str = "pa
     with torch.device("meta"):  # no random init: every tensor comes from the file
         net = ParseNet(in_size=PARSE_SIZE, out_size=PARSE_SIZE, parsing_ch=N_CLASSES)
     cleaned = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    try:
-        net.load_state_dict(cleaned, strict=True, assign=True)
-    except RuntimeError as e:
-        text = " ".join(str(e).strip().splitlines()[:3])[:400]
-        raise ValueError(f"{name} is not a ParseNet face parser: {text}") from e
+    other = wrong_family(name, cleaned, PARSER)
+    if other is not None:
+        raise other
+    problems = missing_and_unexpected(net.state_dict(), cleaned)
+    if problems:
+        raise WeightFileError(f"{name} is not a ParseNet face parser: {problems}")
+    net.load_state_dict(cleaned, strict=True, assign=True)
     net.requires_grad_(False)
     return net.eval()
 
 
 def load_parser_file(path: str | os.PathLike[str]) -> torch.nn.Module:
-    from .detection import _read_tensors
-
-    name = os.path.basename(os.fspath(path))
-    return build_parser_network(_read_tensors(path, name), name)
+    """The parser in ``path``; :class:`restoration.weights.WeightFileError` names a damaged or wrong file."""
+    return build_parser_network(read_weights(path), os.path.basename(os.fspath(path)))
 
 
 def gaussian_taps(taps: int = BLUR_TAPS, sigma: float = BLUR_SIGMA) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as nnf
 
 from ..batching import run_in_chunks
+from ..channels import join_channels, split_channels
 from .alignment import estimate_similarity, footprint, invert_affine, reference_points, warp_affine
 from .detection import DEFAULT_THRESHOLD, DetectedFace
 
@@ -79,16 +80,24 @@ class FaceRestoreResult:
     chunk_size: int = 0
 
     def notes(self, threshold: float | None = None) -> list[str]:
+        """What the user should know: images that passed through without a face, small faces left alone."""
         notes = []
-        at = f" at detection threshold {threshold:.2f}" if threshold is not None else ""
         batch = len(self.faces_restored)
-        for i, n in enumerate(self.faces_restored):
-            which = f"image {i + 1} of {batch}" if batch > 1 else "the image"
-            skipped = self.faces_skipped_small[i] if self.faces_skipped_small else 0
-            if n == 0 and skipped == 0:
-                notes.append(f"no face found in {which}{at}; it passes through unchanged")
-            elif skipped:
-                notes.append(f"{which}: {n} face(s) restored, {skipped} small face(s) left untouched")
+        skipped = self.faces_skipped_small or [0] * batch
+        faceless = [i + 1 for i, (n, s) in enumerate(zip(self.faces_restored, skipped, strict=True))
+                    if n == 0 and s == 0]
+        at = f"no face ≥ {threshold:g}" if threshold is not None else "no face"
+        if faceless and batch == 1:
+            notes.append(f"the image: {at}; it passes through unchanged")
+        elif faceless:
+            which = ", ".join(map(str, faceless))
+            notes.append(f"{len(faceless)} of {batch} images: {at} (image{'s' if len(faceless) > 1 else ''} "
+                         f"{which}); they pass through unchanged")
+        for i, (n, s) in enumerate(zip(self.faces_restored, skipped, strict=True)):
+            if s:
+                which = f"image {i + 1} of {batch}" if batch > 1 else "the image"
+                notes.append(f"{which}: {n} face(s) restored, {s} face(s) smaller than the small-face size "
+                             "left untouched")
         return notes
 
 
@@ -133,17 +142,20 @@ def restore_faces(images: torch.Tensor, *, detect: Detect, restore: Restore, par
                   device: torch.device | str | None = None) -> FaceRestoreResult:
     """Restore every detected face of an IMAGE batch (B,H,W,C float 0..1) and blend them back.
 
-    Images without a face come back bit-identical; the returned masks say where faces were pasted.
+    C is 1, 3 or 4 and the output has as many channels (gray: BT.601 luma of the restored faces; alpha
+    kept). Images without a face come back bit-identical; so does every pixel outside the pasted faces.
+    The returned masks say where faces were pasted. Raises ``ValueError`` for another channel count.
     """
     options = options or FaceOptions()
     chunking = chunking or Chunking()
     device = torch.device(device) if device is not None else images.device
+    rgb_in, alpha = split_channels(images, "GPEN Restore Faces")
     batch, height, width, channels = images.shape
 
     detections = []
     for b in range(batch):
         chunking.check()
-        detections.append(list(detect(images[b], options.detection_threshold)))
+        detections.append(list(detect(rgb_in[b], options.detection_threshold)))
         chunking.progress(b + 1, batch)
     planned, skipped = plan_faces(detections, options, face_size)
     faces_restored = [sum(1 for p in planned if p.image_index == b) for b in range(batch)]
@@ -153,7 +165,7 @@ def restore_faces(images: torch.Tensor, *, detect: Detect, restore: Restore, par
         return FaceRestoreResult(images.clone(), torch.zeros(images.shape[:3], dtype=images.dtype),
                                  faces_restored, skipped, 0)
 
-    out = images.clone()
+    out = rgb_in.clone()
     masks = torch.zeros((batch, height, width), dtype=torch.float32)
     # Restored faces of an image are collected on a canvas until its last face is in, then blended in and
     # the canvas dropped: memory holds the canvases of the images in flight, not of the whole batch.
@@ -167,7 +179,7 @@ def restore_faces(images: torch.Tensor, *, detect: Detect, restore: Restore, par
         crops = []
         for p in chunk:
             if p.image_index not in sources:
-                sources[p.image_index] = _as_nchw(images[p.image_index], device)
+                sources[p.image_index] = _as_nchw(rgb_in[p.image_index], device)
             # edge-extended, not black, where a crop reaches past the photo: no dark fringe at the photo's edge
             crops.append(warp_affine(sources[p.image_index], p.to_crop, (face_size, face_size), border="border"))
         crops_t = torch.cat(crops)
@@ -194,18 +206,27 @@ def restore_faces(images: torch.Tensor, *, detect: Detect, restore: Restore, par
         len(planned), run_chunk, chunk_size=chunking.chunk_size, before_chunk=chunking.before_chunk,
         after_chunk=lambda done: chunking.progress(batch + done, total_steps), on_oom=chunking.on_oom,
     )
-    return FaceRestoreResult(out, masks.to(images.dtype), faces_restored, skipped, used)
+    result = join_channels(out, alpha, channels)
+    if channels == 1:  # luma of an untouched gray pixel is the pixel up to rounding: keep it exact
+        result = torch.where(masks[..., None] > 0, result, images)
+    return FaceRestoreResult(result, masks.to(images.dtype), faces_restored, skipped, used)
 
 
 def _blend(image: torch.Tensor, faces: torch.Tensor, mask: torch.Tensor) -> None:
-    """``image`` (H,W,C, in place) ← image·(1−mask) + faces·mask on the RGB channels."""
-    m = mask[..., None].to(image.dtype)
-    rgb = image[..., :3]
-    image[..., :3] = (rgb * (1.0 - m) + faces.permute(1, 2, 0).to(image.dtype) * m).clamp(0.0, 1.0)
+    """``image`` (H,W,3, in place) ← image·(1−mask) + faces·mask, computed only over the box where
+    mask > 0: a few small faces in a large photo cost memory for their box, not the whole frame."""
+    rows = torch.nonzero(mask.amax(dim=1) > 0)
+    cols = torch.nonzero(mask.amax(dim=0) > 0)
+    if rows.numel() == 0:
+        return
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    m = mask[y0:y1, x0:x1, None].to(image.dtype)
+    region = image[y0:y1, x0:x1]
+    region.copy_((region * (1.0 - m) + faces[:, y0:y1, x0:x1].permute(1, 2, 0).to(image.dtype) * m).clamp(0.0, 1.0))
 
 
 def _as_nchw(image_hwc: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return image_hwc[..., :3].to(device=device, dtype=torch.float32).permute(2, 0, 1)[None]
+    return image_hwc.to(device=device, dtype=torch.float32).permute(2, 0, 1)[None]
 
 
 def _paste(p: PlannedFace, face: torch.Tensor, mask: torch.Tensor, face_canvas: torch.Tensor,
@@ -241,30 +262,3 @@ class GeneratorRestorer:
         param = next(self.model.parameters())
         x = faces.to(device=param.device, dtype=param.dtype) * 2.0 - 1.0
         return (self.model(x) * 0.5 + 0.5).clamp(0.0, 1.0)
-
-
-def restore_aligned(images: torch.Tensor, restore: Restore, face_size: int, *, chunking: Chunking | None = None,
-                    device: torch.device | str | None = None) -> torch.Tensor:
-    """Already-aligned face crops (B,H,W,C) → restored faces (B,S,S,C) at the model size.
-
-    Crops that are not S×S are resized (bilinear, antialiased when shrinking); an alpha channel is
-    resized along and kept.
-    """
-    chunking = chunking or Chunking()
-    device = torch.device(device) if device is not None else images.device
-    batch = images.shape[0]
-    out = torch.empty((batch, face_size, face_size, images.shape[-1]), dtype=images.dtype)
-
-    def run_chunk(start: int, end: int) -> None:
-        x = images[start:end].to(device=device, dtype=torch.float32).permute(0, 3, 1, 2)
-        if x.shape[-2:] != (face_size, face_size):
-            shrink = min(x.shape[-2:]) > face_size
-            x = nnf.interpolate(x, size=(face_size, face_size), mode="bilinear", align_corners=False, antialias=shrink)
-        restored = restore(x[:, :3].clamp(0.0, 1.0)).to(torch.float32)
-        if x.shape[1] > 3:
-            restored = torch.cat([restored, x[:, 3:].clamp(0.0, 1.0)], dim=1)
-        out[start:end] = restored.permute(0, 2, 3, 1).to(out.dtype).cpu()
-
-    run_in_chunks(batch, run_chunk, chunk_size=chunking.chunk_size, before_chunk=chunking.before_chunk,
-                  after_chunk=lambda done: chunking.progress(done, batch), on_oom=chunking.on_oom)
-    return out

@@ -59,7 +59,7 @@ async def test_template_runs_end_to_end_and_writes_a_colour_image(comfy_server, 
     api = load_api_twin(name)
     checkpoint = _referenced(api, "DDColorModelLoader", "model_name")
     install_checkpoint(comfy_server.models_dir / "ddcolor" / checkpoint, "convnext-t")
-    image_name = _referenced(api, "LoadImage", "image")
+    image_name = _referenced(api, "RestorationLoadImage", "image")
     photo = comfy_server.input_dir / image_name
     if not photo.exists():  # another test may have put its own photo there: any photo will do
         _gray_photo(photo)

@@ -53,6 +53,8 @@ async def test_nodes_are_registered_with_their_options(gpen_server):
     assert required["detection_threshold"][1]["default"] == 0.9
     assert faces["output"] == ["IMAGE", "MASK"]
     assert aligned["output"] == ["IMAGE"]
+    resize = aligned["input"]["optional"]["resize_filter"]
+    assert resize[0] == ["bilinear (official)", "antialiased"] and resize[1]["default"] == "bilinear (official)"
 
 
 async def test_aligned_face_node_restores_end_to_end(gpen_server, tmp_path):
@@ -76,8 +78,9 @@ async def test_aligned_face_node_restores_end_to_end(gpen_server, tmp_path):
     assert served.shape == (256, 256, 3)
 
     # The same restoration computed here, from the same checkpoint and the same 8-bit input.
-    from restoration_governor.restoration.gpen.checkpoint import load_generator_file
-    from restoration_governor.restoration.gpen.pipeline import GeneratorRestorer, restore_aligned
+    from restoration_governor.restoration.gpen.aligned import restore_aligned
+    from restoration_governor.restoration.gpen.loading import load_generator_file
+    from restoration_governor.restoration.gpen.pipeline import GeneratorRestorer
 
     model_here = load_generator_file(gpen_server.models_dir / "gpen" / GPEN_TEST_FILE)
     loaded = torch.from_numpy(load_png(gpen_server.input_dir / name).astype(np.float32) / 255.0)[None]
@@ -127,7 +130,7 @@ async def test_restore_faces_node_restores_the_face_and_passes_a_faceless_photo(
     assert np.array_equal(restored[1], inputs[1])
     assert masks[1].max() == 0
     note = entry["outputs"][faces]["text"][0]
-    assert note.startswith("1 face(s) restored") and "no face found in image 2 of 2" in note
+    assert note.startswith("1 face(s) restored") and "1 of 2 images: no face ≥ 0.9 (image 2)" in note
 
 
 async def test_a_file_that_is_not_gpen_is_refused_with_a_clear_error(gpen_server):

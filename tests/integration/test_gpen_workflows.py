@@ -46,7 +46,7 @@ def _prepared(server, name: str) -> tuple[dict, dict[str, str]]:
     if not photo.exists():
         save_png(bright_patch_image(256, 320, cell=(3, 4)), photo)
     api = copy.deepcopy(load_api_twin(name))
-    _node(api, "LoadImage")[1]["inputs"]["image"] = PHOTO
+    _node(api, "RestorationLoadImage")[1]["inputs"]["image"] = PHOTO
     _node(api, "GPENModelLoader")[1]["inputs"]["model_name"] = GPEN_TEST_FILE
     ids = {t: _node(api, t)[0] for t in ("GPENRestoreFaces", "SaveImage")}
     return api, ids

@@ -13,7 +13,7 @@ from harness.ddcolor_checkpoints import checkpoint_file
 from harness.http_fixture import FileServer, ServedFile
 from restoration_governor.nodes import comfy_bridge
 from restoration_governor.nodes import ddcolor as node
-from restoration_governor.restoration.ddcolor import checkpoints
+from restoration_governor.restoration.ddcolor import files as checkpoints
 from restoration_governor.restoration.download import DownloadError
 
 
@@ -207,7 +207,7 @@ def _run(model, images, **overrides):
     inputs = dict(preset="custom", input_size=64, ab_upsample="guided", keep_aspect=False, clamp_ab=True,
                   precision="auto", unique_id="7")
     inputs.update(overrides)
-    return node.DDColorColorize().colorize(images, model, **inputs)[0]
+    return node.DDColorColorize().colorize(images, model, **inputs)["result"][0]
 
 
 def test_colorize_node_chunks_reports_progress_and_loads_through_model_management(comfy, monkeypatch):
@@ -249,3 +249,23 @@ def test_chunk_shrinks_to_what_fits_in_free_memory(comfy, monkeypatch):
     model = _model()
     _run(model, torch.rand(3, 40, 40, 3))
     assert model.managed.module.batches == [1, 1, 1]
+
+
+def test_a_clipped_input_gets_a_visible_note_whatever_loaded_it(comfy):
+    model = _model()
+    washed_out = torch.ones(1, 40, 40, 3)
+    washed_out[:, :4, :4] = 0.5  # 1% of the pixels are not white
+    result = node.DDColorColorize().colorize(washed_out, model, preset="custom", input_size=64,
+                                             ab_upsample="guided", keep_aspect=False, clamp_ab=True,
+                                             precision="auto", unique_id="9")
+    [(text, node_id)] = [t for t in comfy["server"].texts if t[1] == "9"]
+    assert "99.0% of its pixels are pure white" in text and "Load Photo (any bit depth)" in text
+    assert result["ui"]["text"] == [text]
+
+
+def test_a_normal_photo_gets_no_clipping_note(comfy):
+    photo = torch.linspace(0, 1, 40)[None, None, :, None].expand(1, 40, 40, 3).contiguous()
+    result = node.DDColorColorize().colorize(photo, _model(), preset="custom", input_size=64,
+                                             ab_upsample="guided", keep_aspect=False, clamp_ab=True,
+                                             precision="auto", unique_id="9")
+    assert "ui" not in result and not [t for t in comfy["server"].texts if t[1] == "9"]

@@ -206,7 +206,7 @@ def test_the_download_lock_lives_outside_the_model_folder(files, tmp_path):
 
 def test_pack_exceptions_show_a_short_type_name_in_comfyui_and_tracebacks():
     from restoration_governor.restoration.ddcolor.loading import DDColorLoadError
-    from restoration_governor.restoration.gpen.checkpoint import GPENCheckpointError
+    from restoration_governor.restoration.gpen.loading import GPENCheckpointError
 
     def comfyui_type_name(cls):  # ComfyUI 0.3.75 execution.full_type_name, the exception_type users see
         return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"

@@ -15,7 +15,7 @@ from harness.gpen_checkpoints import (
     random_state_dict,
     write_checkpoint,
 )
-from restoration_governor.restoration.gpen.checkpoint import (
+from restoration_governor.restoration.gpen.loading import (
     GPENCheckpointError,
     infer_config,
     load_generator,
@@ -161,13 +161,13 @@ def test_other_files_are_refused_with_the_file_name(tmp_path):
     with pytest.raises(GPENCheckpointError, match=r"codeformer\.pth is not a GPEN generator"):
         load_generator({"encoder.conv_in.weight": torch.zeros(1)}, "codeformer.pth")
     (tmp_path / "page.pth").write_text("<html>404 Not Found</html>")
-    with pytest.raises(GPENCheckpointError, match=r"page\.pth: could not be read"):
+    with pytest.raises(GPENCheckpointError, match=r"page\.pth is not a PyTorch weights file \(it starts with '<html>404 Not Fo'"):
         read_state_dict(tmp_path / "page.pth")
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
-    with pytest.raises(GPENCheckpointError, match=r"list\.pth: expected a state dict"):
+    with pytest.raises(GPENCheckpointError, match=r"list\.pth does not contain a model state dict \(found list\)"):
         read_state_dict(tmp_path / "list.pth")
     torch.save({"ecd0.0.0.weight": "not a tensor"}, tmp_path / "strings.pth")
-    with pytest.raises(GPENCheckpointError, match=r"strings\.pth: expected a state dict of tensors"):
+    with pytest.raises(GPENCheckpointError, match=r"strings\.pth does not contain a model state dict: \['ecd0\.0\.0\.weight'\] are not tensors"):
         read_state_dict(tmp_path / "strings.pth")
 
 

@@ -7,12 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from harness.faces import face_at, fixed_detector, full_mask, identity, interior, smooth_photo
 from harness.gpen_checkpoints import (
     FAKE_FACE_BOX,
     bright_patch_image,
     detector_state_dict,
     fake_landmark_offsets,
 )
+from restoration_governor.restoration.gpen.aligned import restore_aligned
 from restoration_governor.restoration.gpen.alignment import apply_affine, invert_affine, reference_points
 from restoration_governor.restoration.gpen.detection import DetectedFace, FaceDetector, build_detector_network
 from restoration_governor.restoration.gpen.parsing import BORDER, FaceParser, gaussian_taps
@@ -21,63 +23,11 @@ from restoration_governor.restoration.gpen.pipeline import (
     FaceOptions,
     GeneratorRestorer,
     alignment_matrix,
-    restore_aligned,
     restore_faces,
     smooth,
 )
 
 torch.set_num_threads(2)
-
-
-def smooth_photo(batch: int = 1, height: int = 192, width: int = 256, seed: int = 0) -> torch.Tensor:
-    """Low-frequency colour image: bilinear resampling reproduces it closely."""
-    g = torch.Generator().manual_seed(seed)
-    ys = torch.linspace(0, 1, height)[:, None]
-    xs = torch.linspace(0, 1, width)[None, :]
-    channels = []
-    for _ in range(batch * 3):
-        a, b, c = (torch.rand(3, generator=g) * 3 + 1).tolist()
-        channels.append(0.5 + 0.35 * torch.sin(a * xs + b * ys + c) * torch.cos(b * xs - a * ys))
-    return torch.stack(channels).reshape(batch, 3, height, width).permute(0, 2, 3, 1).contiguous()
-
-
-def face_at(scale: float, degrees: float, tx: float, ty: float, size: int = 512, score: float = 0.99) -> DetectedFace:
-    """A detection whose landmarks are GPEN's template for ``size`` placed by a known similarity."""
-    a = math.radians(degrees)
-    placement = np.array([[scale * math.cos(a), -scale * math.sin(a), tx],
-                          [scale * math.sin(a), scale * math.cos(a), ty]])
-    landmarks = apply_affine(placement, reference_points(size))
-    centre = apply_affine(placement, np.array([[size / 2, size / 2]]))[0]
-    half = 0.3 * size * scale  # a detector's box covers roughly the middle 60 % of a GPEN crop
-    return DetectedFace((centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half), score, landmarks)
-
-
-def fixed_detector(per_image: list[list[DetectedFace]]):
-    calls = []
-
-    def detect(image: torch.Tensor, threshold: float):
-        calls.append(threshold)
-        return per_image[len(calls) - 1]
-
-    detect.calls = calls
-    return detect
-
-
-def identity(faces: torch.Tensor) -> torch.Tensor:
-    return faces.clone()
-
-
-def full_mask(faces: torch.Tensor) -> torch.Tensor:
-    return torch.ones(faces.shape[0], faces.shape[-2], faces.shape[-1])
-
-
-def interior(face: DetectedFace, size: int, height: int, width: int, margin: int = 4) -> torch.Tensor:
-    """Image pixels whose position in the crop lies at least ``margin`` px inside it."""
-    to_crop = alignment_matrix(face.landmarks, size)
-    yy, xx = np.mgrid[0:height, 0:width]
-    pts = apply_affine(to_crop, np.stack([xx.ravel(), yy.ravel()], axis=1)).reshape(height, width, 2)
-    inside = (pts >= margin).all(axis=-1) & (pts <= size - 1 - margin).all(axis=-1)
-    return torch.from_numpy(inside)
 
 
 # -- round trip and pass-through -----------------------------------------------------------------------
@@ -116,8 +66,7 @@ def test_no_face_passes_through_unchanged_with_a_note():
     assert result.images.data_ptr() != photo.data_ptr(), "the input tensor is never modified in place"
     assert torch.count_nonzero(result.masks) == 0 and result.masks.shape == (2, 192, 256)
     notes = result.notes(0.9)
-    assert notes == ["no face found in image 1 of 2 at detection threshold 0.90; it passes through unchanged",
-                     "no face found in image 2 of 2 at detection threshold 0.90; it passes through unchanged"]
+    assert notes == ["2 of 2 images: no face ≥ 0.9 (images 1, 2); they pass through unchanged"]
 
 
 def test_only_images_with_faces_change():
@@ -244,7 +193,8 @@ def test_small_faces_are_smoothed_like_gpen_or_skipped():
     torch.testing.assert_close(smoothed[inside], torch.full_like(smoothed[inside], 0.5), atol=1e-4, rtol=0)
     skipped = run(restore_small_faces=False)
     assert torch.equal(skipped.images, photo) and skipped.faces_restored == [0]
-    assert skipped.notes() == ["the image: 0 face(s) restored, 1 small face(s) left untouched"]
+    assert skipped.notes() == ["the image: 0 face(s) restored, 1 face(s) smaller than the small-face size left "
+                               "untouched"]
 
 
 def test_smooth_is_the_121_filter():
@@ -329,6 +279,14 @@ def test_real_retinaface_network_finds_the_fabricated_face(fabricated_detector):
     assert face.score > 0.99
     dark = bright_patch_image(256, 256, cell=(2, 5), patch=0)[0]
     assert fabricated_detector(dark, 0.9) == []
+
+
+def test_a_one_channel_photo_goes_through_the_real_detector(fabricated_detector):
+    gray = bright_patch_image(256, 256, cell=(2, 5))[..., :1].contiguous()
+    result = restore_faces(gray, detect=fabricated_detector, restore=lambda f: f * 0.5, parse=full_mask,
+                           face_size=256)
+    assert result.faces_restored == [1] and result.images.shape == (1, 256, 256, 1)
+    assert (result.images - gray).abs().max() > 0.1
 
 
 def test_detector_rejects_files_of_other_networks():

@@ -117,3 +117,17 @@ def test_official_urls_are_the_published_ones():
     assert files.PARSER.url == releases + "v0.2.2/parsing_parsenet.pth"
     assert files.DETECTOR_NAMES == ("detection_Resnet50_Final.pth", "RetinaFace-R50.pth")
     assert files.PARSER_NAMES == ("parsing_parsenet.pth", "ParseNet-latest.pth")
+
+
+def test_memory_plan_caps_faces_per_chunk_by_device_and_free_memory():
+    from restoration_governor.restoration.gpen.memory import PARSER_BYTES_PER_FACE, faces_per_chunk, working_memory
+
+    assert working_memory(512, 1, with_parser=False) == 512 * 512 * 4096  # 1 GiB per 512 face
+    assert working_memory(512, 3) == 3 * (512 * 512 * 4096 + PARSER_BYTES_PER_FACE)
+    plenty = 1 << 40
+    assert faces_per_chunk(512, plenty, "cpu", faces_hint=10) == 4
+    assert faces_per_chunk(512, plenty, "cuda", faces_hint=40) == 16
+    assert faces_per_chunk(512, plenty, "cuda", faces_hint=3) == 3
+    per_face = working_memory(512, 1)
+    assert faces_per_chunk(512, int(5 * per_face / 0.8), "cuda", faces_hint=40) == 5
+    assert faces_per_chunk(512, 0, "cuda", faces_hint=40) == 1  # never below one face

@@ -81,7 +81,7 @@ def test_accelerator_classifiers_hide_the_pack_from_nobody():
 
 
 def test_registry_models_are_the_official_weight_files():
-    from restoration_governor.restoration.ddcolor.checkpoints import OFFICIAL_CHECKPOINTS, official_remote
+    from restoration_governor.restoration.ddcolor.files import OFFICIAL_CHECKPOINTS, official_remote
     from restoration_governor.restoration.gpen import files
 
     official = {f"/ddcolor/{name}": official_remote(name).url for name in OFFICIAL_CHECKPOINTS}

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 import torch
 
 from ..errors import short_type_name
+from ..weights import GPEN as GPEN_FAMILY
+from ..weights import WeightFileError, missing_and_unexpected, read_weights, wrong_family
 from .network import GPEN, RELEASED_CONFIGS, GPENConfig
 
 _ENCODER_KEY = re.compile(r"^ecd(\d+)\.")
@@ -25,43 +27,22 @@ _MAX_LISTED = 6
 
 
 @short_type_name
-class GPENCheckpointError(ValueError):
+class GPENCheckpointError(WeightFileError):
     """The file is not a GPEN generator we can load; the message says which file and why."""
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.pth``/``.pt``/``.bin``/``.ckpt`` (safe unpickling) or ``.safetensors`` file."""
-    path = os.fspath(path)
-    name = os.path.basename(path)
-    try:
-        if path.lower().endswith((".safetensors", ".sft")):
-            from safetensors.torch import load_file
-
-            data: object = load_file(path, device="cpu")
-        else:
-            # not memory-mapped: a mapped file stays open (and undeletable on Windows) while the model lives
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # unpickling/zip/header errors: say which file, keep the cause
-        raise GPENCheckpointError(f"{name}: could not be read as a weights file ({type(e).__name__}: {e})") from e
-    return unwrap_state_dict(data, name)
-
-
-def unwrap_state_dict(data: object, name: str) -> dict[str, torch.Tensor]:
-    """The generator's tensors: a plain state dict, or the ``g_ema`` entry of a training checkpoint."""
-    if isinstance(data, Mapping) and isinstance(data.get("g_ema"), Mapping):
-        data = data["g_ema"]
-    if not isinstance(data, Mapping) or not data:
-        raise GPENCheckpointError(f"{name}: expected a state dict of tensors, found {type(data).__name__}")
-    bad = [k for k, v in data.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise GPENCheckpointError(f"{name}: expected a state dict of tensors, but {bad[:3]!r} are not tensors")
-    return dict(data)
+    """Tensors of a weights file (:func:`restoration.weights.read_weights`; a training checkpoint's
+    ``g_ema``). Not memory-mapped: the tensors are assigned to the model, and a mapped file would stay
+    open (and undeletable on Windows) while the model lives."""
+    return read_weights(path, error=GPENCheckpointError)
 
 
 def infer_config(state_dict: Mapping[str, torch.Tensor], name: str = "checkpoint") -> GPENConfig:
     """The released configuration this state dict was saved from, or :class:`GPENCheckpointError`."""
+    other = wrong_family(name, state_dict, GPEN_FAMILY, GPENCheckpointError)
+    if other is not None:
+        raise other
     required = ("ecd0.0.0.weight", "generator.input.input", "final_linear.0.weight", "generator.style.1.weight")
     missing = [k for k in required if k not in state_dict]
     if missing:
@@ -97,22 +78,11 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], name: str = "checkpoint
 
 def check_layout(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], name: str) -> None:
     """Every tensor the model has (parameters and persistent buffers) and nothing else, at the right shape."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    extra = [k for k in state_dict if k not in own]
-    wrong = [f"{k} {tuple(state_dict[k].shape)} (expected {tuple(v.shape)})"
-             for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing tensor(s): {', '.join(missing[:_MAX_LISTED])}")
-    if extra:
-        problems.append(f"{len(extra)} unexpected tensor(s): {', '.join(extra[:_MAX_LISTED])}")
-    if wrong:
-        problems.append(f"{len(wrong)} wrong shape(s): {', '.join(wrong[:_MAX_LISTED])}")
+    problems = missing_and_unexpected(model.state_dict(), state_dict, _MAX_LISTED)
     if problems:
         config = getattr(model, "config", None)
         what = config.describe() if isinstance(config, GPENConfig) else type(model).__name__
-        raise GPENCheckpointError(f"{name} does not match the {what} layout: " + "; ".join(problems))
+        raise GPENCheckpointError(f"{name} does not match the {what} layout: {problems}")
 
 
 def load_generator(state_dict: Mapping[str, torch.Tensor], name: str = "checkpoint") -> GPEN:
