@@ -26,6 +26,7 @@ async def test_a_pack_exception_is_reported_as_its_short_type_name(comfy_server)
     assert history_outcome(entry) == "error"
     errors = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
     assert errors[0]["exception_type"] == "DDColorLoadError"
-    assert errors[0]["exception_message"].startswith("error_names_case.pth cannot be read")
+    assert errors[0]["exception_message"].startswith("error_names_case.pth is truncated")
+    assert "delete it" in errors[0]["exception_message"]  # the remedy is never cut away
     recorded = [e.get("exception_type") for e in job.get("errors", [])]
     assert recorded == ["DDColorLoadError"], recorded
