@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from harness.ddcolor_checkpoints import install_checkpoint
 from harness.paths import REPO_ROOT
+from harness.screenshots import small_png
 from PIL import Image
 
 DOCS_IMAGES = REPO_ROOT / "docs" / "images"
@@ -103,7 +104,7 @@ async def test_upload_watch_reload_and_download(comfy_server, gov_http, launch_c
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     await page.set_viewport_size({"width": 900, "height": 700})
     await page.evaluate("window.scrollTo(0, 0)")
-    await page.screenshot(path=str(DOCS_IMAGES / f"upload-page-{locale[:2]}.png"), full_page=True)
+    small_png(await page.screenshot(full_page=True), DOCS_IMAGES / f"upload-page-{locale[:2]}.png")
     assert not errors, errors
 
 
