@@ -13,11 +13,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 PACK = Path(__file__).resolve().parent.parent
 OUT = PACK / "example_workflows"
 SIZE = 512
+# ComfyUI's template browser shows a pack template's file name as its description (no field for one),
+# so each card says what it does in its picture, in English and Chinese.
+CAPTIONS = {
+    "DDColor Person Restore": ("Colourise portraits and family photos", "人像与家庭照片上色"),
+    "DDColor Building Restore": ("Colourise houses, streets, landscapes", "建筑、街景与风景上色"),
+    "GPEN Portrait Enhance": ("Repair blurred and damaged faces", "修复模糊、受损的人脸"),
+    "Old Photo Restore (GPEN + DDColor)": ("Repair the faces, then colourise", "先修复人脸，再上色"),
+}
+LATIN_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+CJK_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 
 
 def portrait(size: int = SIZE) -> Image.Image:
@@ -89,6 +99,17 @@ def split(before: Image.Image, after: Image.Image) -> Image.Image:
     return card
 
 
+def caption(card: Image.Image, english: str, chinese: str) -> Image.Image:
+    """A dark band along the bottom with the two one-line descriptions."""
+    band = Image.new("RGBA", (card.width, 84), (16, 16, 16, 200))
+    out = card.convert("RGBA")
+    out.alpha_composite(band, (0, card.height - band.height))
+    d = ImageDraw.Draw(out)
+    d.text((18, card.height - 76), english, font=ImageFont.truetype(LATIN_FONT, 25), fill=(255, 255, 255))
+    d.text((18, card.height - 40), chinese, font=ImageFont.truetype(CJK_FONT, 25), fill=(225, 225, 225))
+    return out.convert("RGB")
+
+
 def main() -> None:
     face, house = portrait(), building()
     cards = {
@@ -98,6 +119,7 @@ def main() -> None:
         "Old Photo Restore (GPEN + DDColor)": split(sepia(aged(face, 4, 4.0)), face),
     }
     for name, card in cards.items():
+        card = caption(card, *CAPTIONS[name])
         card.save(OUT / f"{name}.jpg", quality=82, optimize=True, progressive=True)
     example = aged(portrait(384), 5, 1.5).crop((32, 16, 352, 368))  # 320 x 352, grayscale
     example.save(OUT / "restoration-example.png", optimize=True)

@@ -247,3 +247,33 @@ async def test_the_shipped_person_template_runs_by_mode_name(comfy_server, tmp_p
     assert report(out)["portrait.png"]["status"] == "done"
     with Image.open(out / "portrait_restored.png") as res:
         assert res.size == (80, 64)
+
+
+async def test_a_full_queue_is_waited_out_with_retry_after_and_batches_queue_at_low_priority(
+        comfy_server, fast_workflow, tmp_path):
+    _photos(tmp_path / "scans", 3, salt=400)
+    out = tmp_path / "restored"
+    cmd = restore_cmd(comfy_server.url, tmp_path / "scans", out, "--mode", str(fast_workflow), "--max-queued", "3")
+    async with ComfyClient(comfy_server.url) as c:
+        await reset_governor(c)
+        (await c.post("/governor/pause")).ok()
+        (await c.patch("/governor/config", {"max_pending_per_client": 1})).ok()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd="/")
+        events: list[dict] = []
+        try:
+            await asyncio.to_thread(_follow, proc, lambda ev: any(e["event"] == "waiting" for e in ev), events)
+            waiting = next(e for e in events if e["event"] == "waiting")
+            assert waiting["why"] == "server busy (queue full)" and waiting["retry_in_s"] >= 1
+            first = next(e for e in events if e["event"] == "submitted")
+            assert (await c.get(f"/governor/jobs/{first['prompt_id']}")).ok().body["priority"] == "low"
+            (await c.patch("/governor/config", {"max_pending_per_client": 2000})).ok()
+            (await c.post("/governor/resume")).ok()
+            await asyncio.to_thread(_follow, proc, lambda ev: False, events)
+            rc = await asyncio.to_thread(proc.wait, 120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            await reset_governor(c)
+    assert rc == 0
+    assert [r["status"] for r in report(out).values()] == ["done"] * 3
+    assert len(await admitted(comfy_server.url, f"batch-test-{out.parent.name}")) == 3
