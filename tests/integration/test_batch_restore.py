@@ -237,16 +237,30 @@ async def test_the_batch_completes_after_the_server_is_killed_and_restarted(comf
     assert {r["prompt_id"] for r in rows.values()} == set(prompts)
 
 
-async def test_the_shipped_person_template_runs_by_mode_name(comfy_server, tmp_path):
+async def test_the_shipped_person_template_by_mode_name_gives_the_editors_pixels(comfy_server, tmp_path):
     install_checkpoint(comfy_server.models_dir / "ddcolor" / CHECKPOINT, "convnext-t")
-    _gray8(80, 64, 30).save(tmp_path / "portrait.png")
+    _gray16(80, 64, 30).save(tmp_path / "portrait.png")  # a 16-bit grayscale scan
     out = tmp_path / "restored"
-    rc, events = await asyncio.to_thread(
-        run_restore, restore_cmd(comfy_server.url, tmp_path / "portrait.png", out, "--mode", "person"))
-    assert rc == 0, events
-    assert report(out)["portrait.png"]["status"] == "done"
-    with Image.open(out / "portrait_restored.png") as res:
-        assert res.size == (80, 64)
+    cmd = [c for c in restore_cmd(comfy_server.url, tmp_path / "portrait.png", out, "--mode", "person")
+           if c != "--json"]  # the progress bar a person sees
+    done = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=300, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert "done 1" in done.stderr and "failed 0" in done.stderr
+    row = report(out)["portrait.png"]
+    assert row["status"] == "done"
+
+    # The same photo through the template as the editor queues it: the same pixels.
+    api = load_api_twin("DDColor Person Restore")
+    loader = next(n for n in api.values() if n["class_type"] in ("LoadImage", "RestorationLoadImage"))
+    (comfy_server.input_dir / "editor-portrait.png").write_bytes((tmp_path / "portrait.png").read_bytes())
+    loader["inputs"]["image"] = "editor-portrait.png"
+    async with ComfyClient(comfy_server.url) as c:
+        entry = await c.run(api, timeout=300)
+    saved = next(img for o in entry["outputs"].values() for img in o.get("images", []) if img["type"] == "output")
+    with Image.open(comfy_server.output_dir / saved["subfolder"] / saved["filename"]) as editor, \
+            Image.open(out / "portrait_restored.png") as batch:
+        assert batch.size == editor.size == (80, 64)
+        assert np.array_equal(np.asarray(batch), np.asarray(editor))
 
 
 async def test_a_full_queue_is_waited_out_with_retry_after_and_batches_queue_at_low_priority(
