@@ -123,3 +123,29 @@ async def test_the_page_fits_a_phone_and_is_not_loaded_into_the_graph_editor(com
     assert not [e for e in extensions if "restoration" in e and "upload_page" in e]
     assert (await page.request.get(comfy_server.url + "/restoration/workflows/person.json")).ok
     assert (await page.request.get(comfy_server.url + "/restoration/static/..%2Fa.py")).status == 404
+
+
+async def test_a_failed_photo_says_why_in_plain_words_and_try_again_restores_it(
+        comfy_server, gov_http, launch_chromium, tmp_path):
+    from harness.governor import wait_job
+    from harness.graphs import sleep_prompt
+
+    install_checkpoint(comfy_server.models_dir / "ddcolor" / "ddcolor_artistic.pth", "convnext-t")
+    (await gov_http.patch("/governor/config", {"queue_timeout": 2})).ok()
+    blocker = await gov_http.queue_prompt(sleep_prompt(30, "blocker", steps=300), client_id="someone-else")
+    await wait_job(gov_http, blocker, "running")
+    context = await launch_chromium("en-US")
+    page = context.pages[0] if context.pages else await context.new_page()
+    await page.goto(comfy_server.url + "/restoration/")
+    await page.wait_for_selector("body[data-ready=true]")
+    await page.locator("input[name=mode][value=person]").check()
+    await page.set_input_files(".rg-drop input", [str(_photos(tmp_path / "in", 7)[0])])
+    failed = page.locator(".rg-photo[data-state=failed]")
+    await failed.wait_for(timeout=30_000)
+    assert (await failed.locator(".rg-status").inner_text()).startswith("Failed: it waited too long in the queue")
+
+    (await gov_http.patch("/governor/config", {"queue_timeout": 300})).ok()
+    (await gov_http.post(f"/governor/jobs/{blocker}/cancel")).ok()
+    await failed.get_by_role("button", name="Try again").click()
+    await page.locator(".rg-photo[data-state=success] .rg-compare").wait_for(timeout=120_000)
+    assert await page.locator(".rg-photo").count() == 1
