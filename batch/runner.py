@@ -76,18 +76,25 @@ class Runner:
         async def worker() -> None:
             while not queue.empty():
                 source, outcome = queue.get_nowait()
-                await self.process(source, outcome)
+                try:
+                    await self.process(source, outcome)
+                except Exception as e:  # one photo's surprise must not stop the batch
+                    self._fail(outcome, f"unexpected error: {type(e).__name__}: {e}", "failed")
 
         await asyncio.gather(*(worker() for _ in range(max(1, self.options.max_queued))))
 
     async def process(self, source: Source, outcome: Outcome) -> None:
+        try:
+            size = source.path.stat().st_size
+        except OSError as e:
+            return self._fail(outcome, f"cannot read the file: {e.strerror or e}", "bad_input")
+        if self.max_bytes and size > self.max_bytes:  # refused before reading a huge file into memory
+            return self._fail(outcome, f"file too large: {size} bytes, the server accepts at most {self.max_bytes}",
+                              "bad_input")
         photo = await asyncio.to_thread(inspect, source, self.max_pixels)
         if isinstance(photo, BadInput):
             return self._fail(outcome, photo.reason, "bad_input", hash=photo.sha256)
         outcome.hash = photo.sha256
-        if self.max_bytes and len(photo.data) > self.max_bytes:
-            return self._fail(outcome, f"file too large: {len(photo.data)} bytes, the server accepts at most "
-                                       f"{self.max_bytes}", "bad_input")
         key = idempotency_key(photo.sha256, self.workflow, {})
         record = self.journal.get(key)
         outputs = [self.options.out_dir / p for p in record.get("outputs", [])]
