@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from harness.ddcolor_checkpoints import install_checkpoint
-from harness.paths import REPO_ROOT
+from harness.paths import PACK_FOLDER_NAME, REPO_ROOT
 from harness.screenshots import small_png
 from PIL import Image
 
@@ -120,7 +120,10 @@ async def test_the_page_fits_a_phone_and_is_not_loaded_into_the_graph_editor(com
     thumbs = await page.locator(".rg-mode img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
     assert thumbs and all(w > 0 for w in thumbs), "every mode shows its template's thumbnail"
     extensions = await (await page.request.get(comfy_server.url + "/extensions")).json()
-    assert not [e for e in extensions if "restoration" in e and "upload_page" in e]
+    page_scripts = {p.stem for p in (REPO_ROOT / "upload_page" / "static").glob("*.mjs")}
+    assert page_scripts >= {"app", "jobs", "api", "zip"}
+    loaded = [e for e in extensions if PACK_FOLDER_NAME in e and Path(e).stem in page_scripts]
+    assert loaded == [], "the page's scripts must not run inside the graph editor"
     assert (await page.request.get(comfy_server.url + "/restoration/workflows/person.json")).ok
     assert (await page.request.get(comfy_server.url + "/restoration/static/..%2Fa.py")).status == 404
 
