@@ -95,7 +95,9 @@ class Runner:
         if isinstance(photo, BadInput):
             return self._fail(outcome, photo.reason, "bad_input", hash=photo.sha256)
         outcome.hash = photo.sha256
-        key = idempotency_key(photo.sha256, self.workflow, {})
+        # The client id is part of the key: the same key always comes with the same request body (a
+        # server may refuse a known key with a different body), and another --out folder is another batch.
+        key = idempotency_key(photo.sha256, self.workflow, {"client_id": self.options.client_id})
         record = self.journal.get(key)
         outputs = [self.options.out_dir / p for p in record.get("outputs", [])]
         if record.get("status") == "done" and outputs and all(p.exists() for p in outputs):

@@ -107,7 +107,7 @@ def load_workflow(mode_or_path: str, *, ddcolor_model: str | None = None,
 
 
 def idempotency_key(content_sha256: str, workflow: Workflow, options: Mapping[str, Any]) -> str:
-    """``rg-<64 hex>``: the photo's content + the workflow (mode and models) + the output options.
+    """``rg-<64 hex>``: the photo's content + the workflow (mode and models) + ``options`` (the client id).
 
     The same photo run the same way gets the same key on every run and machine, so a re-run is
     answered with the first run's prompt instead of a second prompt.
