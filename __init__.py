@@ -47,5 +47,37 @@ def _install_governor() -> None:
         _log.exception("restoration-governor: the queue governor could not be installed")
 
 
+def _install_example_photo() -> None:
+    """Put the templates' grayscale example photo into ComfyUI's input folder (once; never overwritten)."""
+    folder_paths = sys.modules.get("folder_paths")
+    if folder_paths is None:
+        return
+    import shutil
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parent / "example_workflows" / "restoration-example.png"
+    try:
+        target = Path(folder_paths.get_input_directory()) / source.name
+        if source.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    except OSError:
+        _log.warning("restoration-governor: could not copy %s into the input folder", source.name)
+
+
+def _install_upload_page() -> None:
+    prompt_server = _running_prompt_server()
+    if prompt_server is None:
+        return
+    from .upload_page.routes import install
+
+    try:
+        install(prompt_server)
+    except Exception:  # the nodes and the governor work without the page
+        _log.exception("restoration-governor: the upload page at /restoration/ could not be installed")
+
+
 _register_model_folders()
 _install_governor()
+_install_example_photo()
+_install_upload_page()
