@@ -45,7 +45,7 @@ def build_queue_class(base: type):
                 raise AttributeError("the governed queue cannot be replaced")
 
         def item_for(self, job: Job, number: float) -> tuple:
-            extra = dict(job.extra_data)
+            extra = protocol.extra_data_of(job)
             if self.six_tuple:
                 return (number, job.prompt_id, job.prompt, extra, job.outputs, dict(job.sensitive))
             extra.update(job.sensitive)
