@@ -136,3 +136,22 @@ async def test_after_a_restart_jobs_from_an_older_store_and_invalid_prompts_stay
         (await c.post("/governor/resume")).ok()
         assert history_outcome(await c.wait_history(kept, 60)) == "success"
         assert (await c.get(f"/api/jobs/{kept}")).ok().body["status"] == "completed"
+
+
+async def test_in_multi_user_mode_a_comfy_user_owns_its_jobs_across_browser_tabs(comfy_server_factory):
+    server = comfy_server_factory("multi-user", extra_args=["--multi-user"], env={"GOVERNOR_ADMIN_TOKEN": "t"})
+    alice, bob = {"Comfy-User": "alice"}, {"Comfy-User": "bob"}
+    async with ComfyClient(server.url) as c:
+        (await c.post("/governor/pause", headers={"X-Governor-Token": "t"})).ok()
+        first = await c.queue_prompt(sleep_prompt(0.01, "tab-1"), client_id="tab-1", headers=alice)
+        second = await c.queue_prompt(sleep_prompt(0.01, "tab-2"), client_id="tab-2", headers=alice,
+                                      extra_data={"governor_comfy_user": "bob"})  # a forged owner is ignored
+        refused = await c.post(f"/api/jobs/{first}/cancel", headers={**bob, "X-Client-Id": "tab-1"})
+        assert refused.status == 403 and refused.body["error"]["type"] == "forbidden"
+        assert (await c.post("/queue", {"delete": [second]}, headers=bob)).status == 403
+        seen_by_bob = (await c.get(f"/api/jobs/{first}", headers=bob)).ok().body
+        assert seen_by_bob["workflow"] == {"prompt": {}, "extra_data": {}}
+        (await c.post(f"/api/jobs/{first}/cancel", headers={**alice, "X-Client-Id": "tab-3"})).ok()
+        (await c.post("/api/jobs/cancel", {"job_ids": [second]}, headers=alice)).ok()
+        for pid in (first, second):
+            assert (await job(c, pid, {"X-Governor-Token": "t"}))["reason"] == "cancelled"
