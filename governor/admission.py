@@ -18,6 +18,7 @@ from . import positions
 from .config import GovernorConfig
 from .errors import GovernorError, conflict
 from .jobs import Job, Priority
+from .prompt_ids import prompt_id_in_use
 from .runtime import DRAINING, Runtime
 from .workflow_stats import workflow_fingerprint
 
@@ -160,14 +161,17 @@ def idempotency_remember(rt: Runtime, key: str, body: dict[str, Any], request_di
 
 
 def is_known(rt: Runtime, prompt_id: str) -> bool:
+    """Whether a pending, running or finished job (finished cache or store) uses ``prompt_id``."""
     with rt.lock:
-        return prompt_id in rt.queue.jobs
+        return rt.queue.find(prompt_id) is not None or rt.store.get(prompt_id) is not None
 
 
 def admit(rt: Runtime, number: float, prompt_id: str, prompt: dict, extra_data: dict, outputs: list,
           sensitive: dict, ticket: Ticket | None) -> Job:
     """Record a validated prompt (from PromptQueue.put) and queue it. Persisted before return."""
     with rt.lock:
+        if rt.queue.find(prompt_id) is not None:  # a concurrent /prompt with the same id won the race
+            raise prompt_id_in_use(prompt_id)
         now = rt.clock()
         if ticket is None:  # put() by other code (another pack): admit with defaults, caps do not apply
             ticket = Ticket(fair_key=str(extra_data.get("client_id") or "anonymous"))
@@ -188,6 +192,8 @@ def admit(rt: Runtime, number: float, prompt_id: str, prompt: dict, extra_data: 
             rt.store.insert(job)
         except Exception:
             queue.discard(job)
+            if rt.store.get(prompt_id) is not None:  # an old finished record holds the id
+                raise prompt_id_in_use(prompt_id) from None
             raise
         rt.metrics.admissions.labels(job.priority.label).inc()
         ticket.job = job

@@ -5,6 +5,11 @@ wins because front doors own ``Authorization`` (core's ``WRAPPER_AUTH_TOKEN``, h
 client behind one sends the front door's token there and the governor's in ``X-Governor-Token``. The peer address
 is the TCP peer (``request.remote``), never a forwarding header, which any client can forge.
 A client may act on its own jobs by naming its ``client_id`` (the id its WebSocket uses).
+
+ComfyUI's own queue routes (``/queue``, ``/history``, ``/interrupt``, ``/api/jobs``) are restricted by
+the ``guard_core_routes`` setting (:func:`core_routes_guarded`); there a job's owner is its ComfyUI user
+(``Comfy-User``) when the server runs with ``--multi-user``, else its ``client_id``, or the peer address
+for a job queued without one (:func:`job_owner`, :func:`caller_identity`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ import ipaddress
 
 from .config import GovernorConfig, effective_admin_token
 from .errors import forbidden
-from .jobs import Priority
+from .jobs import Job, Priority
+
+# ``extra_data`` key under which the governor records the ComfyUI user (``Comfy-User``) that queued a
+# prompt in multi-user mode; whatever a client sends under it is replaced at admission.
+OWNER_USER_KEY = "governor_comfy_user"
 
 
 def is_loopback(remote: str | None) -> bool:
@@ -68,3 +77,24 @@ def sees_everything(config: GovernorConfig, admin: bool) -> bool:
 def is_admin_request(config: GovernorConfig, headers, remote: str | None) -> bool:
     """Admin rights of a request under ``config`` (its token, or ``GOVERNOR_ADMIN_TOKEN``)."""
     return is_admin(headers, remote, effective_admin_token(config))
+
+
+def core_routes_guarded(config: GovernorConfig) -> bool:
+    """Whether ComfyUI's own queue routes need admin rights or ownership (``guard_core_routes``):
+    ``on``; ``off``; ``auto`` (the default) = when an admin token is set."""
+    mode = config.guard_core_routes
+    return mode == "on" or (mode == "auto" and bool(effective_admin_token(config)))
+
+
+def caller_identity(user: str | None, client_id: str | None, remote: str | None, *, multi_user: bool) -> str:
+    """Who a request acts as on ComfyUI's own routes: ``user:<Comfy-User>`` in multi-user mode (when sent),
+    else the ``client_id`` it names, else ``ip:<peer address>`` (the same key admission files a job under)."""
+    if multi_user and user:
+        return f"user:{user}"
+    return client_id or f"ip:{remote or 'unknown'}"
+
+
+def job_owner(job: Job, *, multi_user: bool) -> str:
+    """The identity that owns ``job`` on ComfyUI's own routes (compare with :func:`caller_identity`)."""
+    user = job.extra_data.get(OWNER_USER_KEY) if multi_user else None
+    return f"user:{user}" if isinstance(user, str) and user else job.fair_key

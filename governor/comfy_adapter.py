@@ -18,18 +18,21 @@ import logging
 import os
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from . import comfy_protocol as protocol
 from .admission import prompt_digest
+from .comfy_features import core_job_id_rule, dynamic_vram_evictable
+from .comfy_jobs_routes import register_jobs_routes
 from .comfy_queue import build_queue_class, six_tuple_items
 from .config import ConfigFile
 from .facade import Governor
 from .host import Host
 from .http_admission import make_middleware
 from .http_api import register_routes
-from .http_core_guard import make_guard_middleware
+from .http_core_guard import check_cancel, job_view, make_guard_middleware
 from .instance_lock import claim_instance
 from .jobs import Job
 from .leases import LeaseManager
@@ -133,7 +136,7 @@ def install(prompt_server) -> Governor:
         config_file=ConfigFile(state_dir / "config.json"),
         store=SqliteJobStore(queue_db),
         leases=LeaseManager(state_dir / "leases" / device_key, instance),
-        probe=build_probe_chain(cuda_index, cuda_uuid),
+        probe=build_probe_chain(cuda_index, cuda_uuid, dynamic_vram_evictable()),
         host=host,
         instance_id=instance,
     )
@@ -150,8 +153,13 @@ def install(prompt_server) -> Governor:
         queue.put(item)
 
     _hide_retried_attempt_events(prompt_server, governor)
-    prompt_server.app.middlewares.append(make_middleware(governor))
-    prompt_server.app.middlewares.append(make_guard_middleware(governor))
+    prompt_server.app.middlewares.append(make_middleware(governor, core_job_id_rule()))
+    multi_user = bool(getattr(cli, "multi_user", False))
+    own_jobs = register_jobs_routes(prompt_server.routes, queue,  # only where the core lacks /api/jobs
+                                    may_cancel=partial(check_cancel, governor, multi_user=multi_user),
+                                    view=partial(job_view, governor, multi_user=multi_user))
+    prompt_server.app.middlewares.append(make_guard_middleware(governor, multi_user=multi_user,
+                                                               core_jobs=not own_jobs))
     register_routes(prompt_server.routes, governor)
     watchdog = _Watchdog(governor)
 

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from . import comfy_jobs_api as api
 from .errors import GovernorError, bad_request, not_found
+from .http_admission import error_response as _error
 
 JOBS_PATHS = ("/jobs", "/api/jobs")
 
@@ -32,10 +33,6 @@ JobView = Callable[[web.Request, dict[str, Any]], dict[str, Any]]
 def core_has_jobs_api(routes) -> bool:
     """True when the core already registered ``/api/jobs`` (core 0.4x)."""
     return any(getattr(route, "path", None) in JOBS_PATHS for route in routes)
-
-
-def _error(e: GovernorError) -> web.Response:
-    return web.json_response(e.body(), status=e.status, headers=e.headers)
 
 
 def _snapshot(queue) -> tuple[list, list, dict]:

@@ -9,6 +9,9 @@ attempt that will be retried). Plain Python, no ComfyUI import, so the shapes ar
 * A client waiting on a prompt stops at ``execution_error`` (or success) followed by
   ``executing {"node": null, "prompt_id": ...}``.
 * A history entry's ``status`` is ``{status_str, completed, messages}``.
+* Frontend 1.58 parses ``/api/jobs`` strictly: an ``execution_error`` needs strings for ``node_id``,
+  ``node_type``, ``exception_message`` and ``exception_type`` and a list of strings for ``traceback``,
+  and every job a numeric ``extra_data.create_time`` (ms). Everything written here has those shapes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from .jobs import Job
 EXECUTION_ERROR = "execution_error"
 EXECUTION_INTERRUPTED = "execution_interrupted"
 EXECUTING = "executing"
+# ``node_type`` of a failure that no node raised (queue timeout, memory gate, invalid after restart).
+GOVERNOR_NODE_TYPE = "restoration-governor"
 
 
 def report_from_messages(messages: list[Any] | None) -> ErrorReport | None:
@@ -76,8 +81,9 @@ def unstarted_failure(job: Job, error: dict[str, Any]) -> tuple[dict[str, Any], 
     ``error`` is the governor's error record; its ``exception_type`` (``governor.queue_timeout`` …)
     and ``message`` become the ``execution_error`` payload.
     """
-    payload = {"prompt_id": job.prompt_id, "node_id": None, "node_type": None, "executed": [],
-               "exception_message": error["message"], "exception_type": error["exception_type"], "traceback": [],
+    payload = {"prompt_id": job.prompt_id, "node_id": "", "node_type": GOVERNOR_NODE_TYPE, "executed": [],
+               "exception_message": str(error.get("message") or ""),
+               "exception_type": str(error.get("exception_type") or "governor.error"), "traceback": [],
                "current_inputs": {}, "current_outputs": [], "timestamp": int(error["at"] * 1000)}
     status = {"status_str": "error", "completed": False, "messages": [[EXECUTION_ERROR, payload]]}
     events = [(EXECUTION_ERROR, payload), (EXECUTING, {"node": None, "prompt_id": job.prompt_id})]
@@ -87,9 +93,22 @@ def unstarted_failure(job: Job, error: dict[str, Any]) -> tuple[dict[str, Any], 
 def history_entry(job: Job, status: dict[str, Any], governor_info: dict[str, Any]) -> dict[str, Any]:
     """A ``/history`` entry for a job that never ran (same keys as the worker's entries)."""
     return {
-        "prompt": (job.dispatch_number or job.number, job.prompt_id, job.prompt or {}, job.extra_data, job.outputs),
+        "prompt": (job.dispatch_number or job.number, job.prompt_id, job.prompt or {}, extra_data_of(job),
+                   job.outputs),
         "outputs": {}, "status": status, "meta": {}, "governor": governor_info,
     }
+
+
+def extra_data_of(job: Job) -> dict[str, Any]:
+    """A copy of the job's ``extra_data`` with ``create_time`` (ms since the epoch) always set.
+
+    Core 0.4x stamps ``create_time`` in ``POST /prompt``; older cores, other packs' ``put`` and jobs
+    recovered from an older store lack it, so the admission time (``Job.created_at``) fills it in.
+    """
+    extra = dict(job.extra_data)
+    if not isinstance(extra.get("create_time"), (int, float)) or isinstance(extra.get("create_time"), bool):
+        extra["create_time"] = int(job.created_at * 1000)
+    return extra
 
 
 def _s(value: Any) -> str | None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import inspect
 
 from . import comfy_protocol as protocol
+from .auth import OWNER_USER_KEY
 from .facade import Governor
 from .http_admission import ADMISSION_TICKET
+from .http_core_guard import REQUEST_USER
 from .jobs import Job
 
 
@@ -45,7 +47,7 @@ def build_queue_class(base: type):
                 raise AttributeError("the governed queue cannot be replaced")
 
         def item_for(self, job: Job, number: float) -> tuple:
-            extra = dict(job.extra_data)
+            extra = protocol.extra_data_of(job)
             if self.six_tuple:
                 return (number, job.prompt_id, job.prompt, extra, job.outputs, dict(job.sensitive))
             extra.update(job.sensitive)
@@ -69,6 +71,10 @@ def build_queue_class(base: type):
             else:
                 extra_data = dict(extra_data)
                 sensitive = {k: extra_data.pop(k) for k in self.sensitive_keys if k in extra_data}
+            extra_data = {k: v for k, v in extra_data.items() if k != OWNER_USER_KEY}  # never the client's say
+            user = REQUEST_USER.get()
+            if user:  # multi-user mode: the Comfy-User that queued it owns it (auth.job_owner)
+                extra_data[OWNER_USER_KEY] = user
             self.governor.admit(number, prompt_id, prompt, extra_data, outputs, sensitive, ADMISSION_TICKET.get())
             self.server.queue_updated()
 
@@ -111,6 +117,18 @@ def build_queue_class(base: type):
                     self.server.queue_updated()
                 if completion.free_memory:
                     self.flags["free_memory"] = True
+
+        def interrupt_if_running(self, prompt_id: str) -> bool:
+            """Core 0.4x's targeted interrupt (the jobs API's cancel): a governor cancel of ``prompt_id`` if it
+            is running here — reason ``cancelled``, metrics, stuck watch. Returns whether it acted."""
+            with self.mutex:
+                if prompt_id not in {item[1] for item in self.currently_running.values()}:
+                    return False
+                job = self.governor.jobs.get(prompt_id)
+                if job is None or not job.state.active:
+                    return False
+                self.governor.cancel(prompt_id)
+                return True
 
         def get_current_queue(self):
             return self.get_current_queue_volatile()

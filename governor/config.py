@@ -85,6 +85,11 @@ class GovernorConfig:
     # -- housekeeping -----------------------------------------------------------------------------
     event_throttle: float = _setting(0.5, "Least seconds between two governor.queue position updates.",
                                      min=0.05, max=60)
+    guard_core_routes: str = _setting("auto", "Restrict ComfyUI's own POST /queue delete and clear, POST /history, "
+                                      "POST /interrupt and the /api/jobs cancel routes to admins and each job's "
+                                      "owner, and hide other clients' prompts in GET /queue, /history and "
+                                      "/api/jobs. auto = on when an admin token is set; use on (with a token) on "
+                                      "shared servers.", choices=("auto", "on", "off"))
     history_retention: int = _setting(10000, "Finished job records kept in the governor's store.", min=100)
     admin_token: str | None = _setting(None, "Token for admin actions (Authorization: Bearer ...). Unset: admin "
                                        "actions are allowed from loopback only. GOVERNOR_ADMIN_TOKEN overrides it.",

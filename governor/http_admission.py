@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from contextvars import ContextVar
 from typing import Any
 
@@ -24,11 +23,11 @@ from .errors import GovernorError, bad_request
 from .facade import Governor
 from .http_uploads import ASSET_UPLOAD_PATHS, UPLOAD_PATHS, check_upload, check_upload_size, in_error_shape
 from .jobs import Priority
+from .prompt_ids import CoreRule, check_prompt_id, prompt_id_in_use
 
 ADMISSION_TICKET: ContextVar[Ticket | None] = ContextVar("restoration_governor_ticket", default=None)
 
 PROMPT_PATHS = frozenset({"/prompt", "/api/prompt"})
-_PROMPT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_JSON_DEPTH = 256  # ComfyUI prompts nest a few levels; far deeper bodies only exhaust the stack
 
 
@@ -65,14 +64,15 @@ class _Held:
         self.owner._done(self.key, self.lock)
 
 
-def make_middleware(governor: Governor):
+def make_middleware(governor: Governor, prompt_id_rule: CoreRule | None = None):
+    """The admission middleware; ``prompt_id_rule``: the core's job-id validator where it has one."""
     key_locks = _KeyLocks()
 
     @web.middleware
     async def governor_middleware(request: web.Request, handler):
         try:
             if request.method == "POST" and request.path in PROMPT_PATHS:
-                return await _admit(governor, key_locks, request, handler)
+                return await _admit(governor, key_locks, request, handler, prompt_id_rule)
             if request.method == "POST" and request.path in UPLOAD_PATHS:
                 await check_upload(governor.config, request)
                 return in_error_shape(await handler(request))
@@ -167,7 +167,8 @@ def _parse_timeout(value: Any, source: str) -> float:
     return seconds
 
 
-async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request, handler):
+async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request, handler,
+                 prompt_id_rule: CoreRule | None = None):
     data = await read_json(request, governor.config.max_prompt_bytes)
     if not isinstance(data, dict):
         raise bad_request("invalid_request", "Invalid request", "the body must be a JSON object")
@@ -183,14 +184,7 @@ async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request,
     options = extra_data.get("governor", {})
     if not isinstance(options, dict):
         raise bad_request("invalid_request", "Invalid extra_data.governor", "extra_data.governor must be an object")
-    prompt_id = data.get("prompt_id")
-    if prompt_id is not None:
-        if not isinstance(prompt_id, str) or not _PROMPT_ID.match(prompt_id):
-            raise bad_request("invalid_prompt_id", "Invalid prompt_id",
-                              "prompt_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
-        if governor.is_known(prompt_id):
-            raise GovernorError(409, "prompt_id_in_use", "prompt_id already queued",
-                                f"a prompt with id {prompt_id} is queued or running", {"prompt_id": prompt_id})
+    chosen_id = None if data.get("prompt_id") is None else check_prompt_id(data["prompt_id"], prompt_id_rule)
 
     admin = governor.is_admin(request.headers, request.remote)
     notes: list[str] = []
@@ -235,6 +229,8 @@ async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request,
             replay = governor.idempotency_lookup(key, request_digest)
             if replay is not None:
                 return web.json_response(replay, headers={"Idempotent-Replayed": "true"})
+        if chosen_id is not None and governor.is_known(chosen_id):  # after a replay: a retry is not a reuse
+            raise prompt_id_in_use(chosen_id)
         governor.check_duplicate(fair_key, prompt)
         governor.reserve(fair_key)
         ticket.reserved = True

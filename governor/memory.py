@@ -5,12 +5,19 @@ nvidia-ml-py, by device UUID so CUDA_VISIBLE_DEVICES remapping cannot fool it), 
 ``torch.cuda.mem_get_info``, then system RAM through ``psutil`` on CPU-only machines. The gate
 is open when used/total is at most ``max_used_fraction``, at least ``min_free_bytes`` are free
 and the free memory covers the workflow's learned peak with ``learned_margin``.
+
+Where the core keeps inactive models resident in VRAM until something needs the room (DynamicVRAM,
+comfy-aimdo), the device looks full of weights the next prompt may evict; the chain is then given an
+``evictable`` function (bytes of this instance's resident models) and the gate counts them as free.
+Readings keep the device's real ``used`` (learned peaks and metrics are measured on it); only the
+gate decision adds ``evictable`` to what is available.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .config import GovernorConfig
@@ -23,6 +30,7 @@ class MemoryReading:
     used: int
     total: int
     source: str  # nvml | torch | system
+    evictable: int = 0  # bytes of this instance's resident, inactive models (DynamicVRAM), part of ``used``
 
     @property
     def free(self) -> int:
@@ -31,6 +39,16 @@ class MemoryReading:
     @property
     def used_fraction(self) -> float:
         return self.used / self.total if self.total else 0.0
+
+    @property
+    def available(self) -> int:
+        """Free bytes plus the resident models a new prompt may evict (the gate's view)."""
+        return min(self.total, self.free + self.evictable)
+
+    @property
+    def held_fraction(self) -> float:
+        """The fraction in use that nothing will evict for a new prompt (the gate's view)."""
+        return max(0, self.used - self.evictable) / self.total if self.total else 0.0
 
 
 class MemoryProbe(Protocol):
@@ -84,21 +102,38 @@ class SystemMemoryProbe:
 class ProbeChain:
     """Reads through the first probe that works; a probe that fails is dropped, the next one used."""
 
-    def __init__(self, probes: list[MemoryProbe]) -> None:
+    def __init__(self, probes: list[MemoryProbe], evictable: Callable[[], int] | None = None) -> None:
         self.probes = list(probes)
+        self.evictable = evictable
 
     def read(self) -> MemoryReading | None:
+        """The first working probe's reading; with ``evictable``, the reading says how many of its used
+        bytes are this instance's resident models (at most ``used``; 0 on system RAM)."""
         while self.probes:
             try:
-                return self.probes[0].read()
+                reading = self.probes[0].read()
             except Exception as e:  # a driver hiccup must not stop the queue
                 log.warning("memory probe %s failed (%s); falling back", self.probes[0].name, e)
                 self.probes.pop(0)
+                continue
+            return self._without_evictable(reading)
         return None
 
+    def _without_evictable(self, reading: MemoryReading) -> MemoryReading:
+        if self.evictable is None or reading.source == "system":
+            return reading
+        try:
+            evictable = min(max(0, int(self.evictable())), reading.used)
+        except Exception as e:  # never let the core's bookkeeping stop the queue: count nothing as evictable
+            log.warning("could not read resident model sizes (%s); counting none as free", e)
+            return reading
+        return replace(reading, evictable=evictable)
 
-def build_probe_chain(cuda_index: int | None, cuda_uuid: str | None = None) -> ProbeChain:
-    """NVML -> torch -> system RAM for a CUDA device; system RAM alone without one."""
+
+def build_probe_chain(cuda_index: int | None, cuda_uuid: str | None = None,
+                      evictable: Callable[[], int] | None = None) -> ProbeChain:
+    """NVML -> torch -> system RAM for a CUDA device; system RAM alone without one. ``evictable``:
+    bytes of resident models the gate counts as free (DynamicVRAM; never applied to system RAM)."""
     probes: list[MemoryProbe] = []
     if cuda_index is not None:
         try:
@@ -107,7 +142,7 @@ def build_probe_chain(cuda_index: int | None, cuda_uuid: str | None = None) -> P
             log.info("NVML unavailable (%s); using torch.cuda.mem_get_info", e)
         probes.append(TorchCudaProbe(cuda_index))
     probes.append(SystemMemoryProbe())
-    return ProbeChain(probes)
+    return ProbeChain(probes, evictable if cuda_index is not None else None)
 
 
 @dataclass(frozen=True)
@@ -122,6 +157,7 @@ class GateDecision:
         return {
             "open": self.open, "why": self.why, "required_free": self.required_free,
             "used": r.used if r else None, "total": r.total if r else None, "source": r.source if r else None,
+            "evictable": r.evictable if r else None,
         }
 
 
@@ -133,12 +169,13 @@ def evaluate_gate(reading: MemoryReading | None, config: GovernorConfig, learned
     required = config.min_free_bytes
     if learned_peak:
         required = max(required, int(learned_peak * (1 + config.learned_margin)))
-    if reading.used_fraction > config.max_used_fraction:
-        return GateDecision(False, f"{reading.used_fraction:.0%} of {reading.source} memory in use, above "
+    resident = f" (besides {_mib(reading.evictable)} of evictable models)" if reading.evictable else ""
+    if reading.held_fraction > config.max_used_fraction:
+        return GateDecision(False, f"{reading.held_fraction:.0%} of {reading.source} memory in use{resident}, above "
                                    f"max_used_fraction {config.max_used_fraction:.0%}", reading, required)
-    if reading.free < required:
-        return GateDecision(False, f"{_mib(reading.free)} free, this workflow needs {_mib(required)}", reading,
-                            required)
+    if reading.available < required:
+        return GateDecision(False, f"{_mib(reading.available)} free{resident and ' with evictable models'}, this "
+                                   f"workflow needs {_mib(required)}", reading, required)
     return GateDecision(True, "enough free memory", reading, required)
 
 

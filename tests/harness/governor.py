@@ -17,7 +17,7 @@ DEFAULTS: dict[str, Any] = {
     "retry_jitter": 0.0, "retry_node_errors": False, "memory_gate": True, "max_used_fraction": 0.95,
     "min_free_bytes": 0, "max_gate_wait": 600.0, "gate_timeout_action": "run", "upload_max_bytes": 20 << 20,
     "upload_max_pixels": 80_000_000, "upload_formats": ["png", "jpeg", "bmp", "webp", "tiff"],
-    "event_throttle": 0.2, "admin_token": None,
+    "event_throttle": 0.2, "admin_token": None, "guard_core_routes": "auto",
 }
 
 

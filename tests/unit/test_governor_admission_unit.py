@@ -130,3 +130,16 @@ def test_an_admission_expected_to_outlast_its_timeout_says_so_and_what_to_change
     note = timeout_warning(infos[2], Priority.NORMAL)
     assert note.startswith("expected to start in about 400 s, but its queue timeout fails it in 300 s")
     assert "X-Priority: low" in note and "queue_timeout" in note
+
+
+def test_an_id_only_the_store_still_knows_is_in_use_and_admission_answers_409_not_500(tmp_path):
+    """A finished job that left the in-memory cache (history_retention) still owns its prompt_id."""
+    gov, _ = make_governor(tmp_path)
+    done = submit(gov, prompt_id="old-id")
+    run_next(gov)
+    gov.finished.clear()  # evicted from the cache; the store keeps the record
+    assert gov.is_known("old-id") and not gov.is_known("new-id")
+    with pytest.raises(GovernorError) as e:
+        submit(gov, prompt_id=done.prompt_id)
+    assert (e.value.status, e.value.type) == (409, "prompt_id_in_use")
+    assert gov.find("old-id").state.value == "success" and gov.queue.pending == 0

@@ -37,3 +37,34 @@ def test_high_priority_needs_admin_and_jobs_need_their_owner_or_an_admin():
         with pytest.raises(GovernorError) as other:
             require_job_access("me", client_id, False)
         assert other.value.status == 403
+
+
+def test_the_core_route_guard_setting(monkeypatch):
+    from restoration_governor.governor.auth import core_routes_guarded
+    from restoration_governor.governor.config import GovernorConfig
+
+    monkeypatch.delenv("GOVERNOR_ADMIN_TOKEN", raising=False)
+    assert not core_routes_guarded(GovernorConfig())  # auto, single-user install: as ComfyUI
+    assert core_routes_guarded(GovernorConfig(admin_token="t"))  # auto with a token: today's behaviour
+    assert core_routes_guarded(GovernorConfig(guard_core_routes="on"))
+    assert not core_routes_guarded(GovernorConfig(admin_token="t", guard_core_routes="off"))
+    monkeypatch.setenv("GOVERNOR_ADMIN_TOKEN", "env")
+    assert core_routes_guarded(GovernorConfig())
+
+
+def test_owners_on_core_routes_are_comfy_users_in_multi_user_mode_else_client_or_peer():
+    from restoration_governor.governor.auth import OWNER_USER_KEY, caller_identity, job_owner
+    from restoration_governor.governor.jobs import Job
+
+    def a_job(client_id, fair_key, user=None):
+        extra = {OWNER_USER_KEY: user} if user else {}
+        return Job(prompt_id="p", seq=1, prompt={}, extra_data=extra, outputs=[], client_id=client_id,
+                   fair_key=fair_key, priority=Priority.NORMAL, created_at=0, queued_at=0, max_attempts=1)
+
+    tab = a_job("tab-1", "tab-1", user="alice")
+    assert job_owner(tab, multi_user=True) == caller_identity("alice", "tab-2", "10.0.0.7", multi_user=True)
+    assert job_owner(tab, multi_user=True) != caller_identity("bob", "tab-1", "10.0.0.7", multi_user=True)
+    assert job_owner(tab, multi_user=False) == caller_identity("bob", "tab-1", "10.0.0.9", multi_user=False)
+    anonymous = a_job(None, "ip:10.0.0.7")
+    assert job_owner(anonymous, multi_user=False) == caller_identity(None, None, "10.0.0.7", multi_user=False)
+    assert job_owner(anonymous, multi_user=False) != caller_identity(None, None, "10.0.0.8", multi_user=False)

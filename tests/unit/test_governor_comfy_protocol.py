@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from harness.jobs_contract import execution_error_violations, job_violations
+from restoration_governor.governor.comfy_jobs_api import job_from_history
 from restoration_governor.governor.comfy_protocol import (
+    extra_data_of,
+    history_entry,
     is_error_event,
     is_prompt_end_event,
     report_from_messages,
@@ -42,3 +46,26 @@ def test_a_job_that_never_ran_fails_as_comfyui_shows_a_failure():
     assert kind == "execution_error" and payload["prompt_id"] == "p1" and payload["timestamp"] == 12500
     assert payload["exception_type"] == "governor.queue_timeout" and payload["exception_message"].startswith("Queue")
     assert events == [("execution_error", payload), ("executing", {"node": None, "prompt_id": "p1"})]
+
+
+def test_an_unstarted_failure_and_its_history_entry_pass_frontend_1_58s_schema():
+    """Queue timeout, memory-gate timeout and invalid-after-restart all go through these two functions."""
+    job = Job(prompt_id="p2", seq=2, prompt={}, extra_data={"client_id": "c"}, outputs=[], client_id="c",
+              fair_key="c", priority=Priority.NORMAL, created_at=1_700_000_000.25, queued_at=0, max_attempts=3)
+    for reason in (Reason.QUEUE_TIMEOUT, Reason.MEMORY_GATE_TIMEOUT, Reason.INVALID_ON_RESTORE):
+        status, _ = unstarted_failure(job, error_record(0, 12.5, reason, "m", exception_type=f"governor.{reason.value}"))
+        payload = status["messages"][0][1]
+        assert execution_error_violations(payload) == []
+        assert (payload["node_id"], payload["node_type"]) == ("", "restoration-governor")
+        entry = history_entry(job, status, {"state": "failed"})
+        assert entry["prompt"][3]["create_time"] == 1_700_000_000_250  # from an older store: admission time
+        listed = job_from_history("p2", entry)
+        assert listed["status"] == "failed" and job_violations(listed) == []
+
+
+def test_create_time_from_the_core_is_kept_and_never_written_into_the_job():
+    job = Job(prompt_id="p3", seq=3, prompt={}, extra_data={"create_time": 5}, outputs=[], client_id=None,
+              fair_key="ip:x", priority=Priority.LOW, created_at=9.0, queued_at=0, max_attempts=1)
+    assert extra_data_of(job)["create_time"] == 5
+    job.extra_data = {"create_time": "yesterday"}
+    assert extra_data_of(job)["create_time"] == 9000 and job.extra_data == {"create_time": "yesterday"}

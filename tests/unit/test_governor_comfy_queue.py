@@ -148,3 +148,36 @@ def test_free_memory_flags_wake_a_waiting_worker_at_once(tmp_path):
     worker.join(5)
     assert not worker.is_alive() and got == [None]
     assert time.monotonic() - started < 3
+
+
+def test_interrupt_if_running_is_a_governor_cancel_and_says_whether_it_acted(tmp_path):
+    gov, q = _queue(tmp_path, Queue075, True)
+    interrupts = []
+    gov.rt.host.interrupt = interrupts.append
+    q.put((0, "run", {}, {"client_id": "c"}, [], {}))
+    q.put((0, "wait", {}, {"client_id": "c"}, [], {}))
+    item, item_id = q.get(timeout=0)
+    assert q.interrupt_if_running("wait") is False and gov.find("wait").state.value == "pending"
+    assert q.interrupt_if_running("nope") is False
+    assert q.interrupt_if_running("run") is True and interrupts == ["run"]
+    q.task_done(item_id, {"outputs": {}}, Status(False, [["execution_interrupted", {"node_id": "1"}]]))
+    job = gov.find("run")
+    assert (job.state.value, job.reason.value, job.attempts) == ("cancelled", "cancelled", 1)  # never retried
+    assert gov.metrics.finished.labels("cancelled", "cancelled")._value.get() == 1
+
+
+def test_items_carry_create_time_and_the_comfy_user_that_queued_them(tmp_path):
+    from restoration_governor.governor.auth import OWNER_USER_KEY
+    from restoration_governor.governor.http_core_guard import REQUEST_USER
+
+    gov, q = _queue(tmp_path, Queue075, True)
+    token = REQUEST_USER.set("alice")
+    try:
+        q.put((0, "a", {}, {"client_id": "c", OWNER_USER_KEY: "mallory"}, [], {}))
+    finally:
+        REQUEST_USER.reset(token)
+    q.put((0, "b", {}, {"client_id": "c", OWNER_USER_KEY: "mallory", "create_time": 7}, [], {}))
+    assert gov.store.get("a").extra_data[OWNER_USER_KEY] == "alice"  # never the client's own say
+    assert OWNER_USER_KEY not in gov.store.get("b").extra_data
+    created = {item[1]: item[3]["create_time"] for item in q.get_current_queue_volatile()[1]}
+    assert created == {"a": int(gov.find("a").created_at * 1000), "b": 7}
