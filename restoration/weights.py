@@ -155,6 +155,26 @@ def missing_and_unexpected(expected: Mapping[str, torch.Tensor], found: Mapping[
     return "; ".join(parts)
 
 
+def load_strictly(net: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], name: str, expected: Family,
+                  what: str) -> torch.nn.Module:
+    """Load ``state_dict`` into ``net`` (built on the meta device) whole, or raise naming the file.
+
+    A ``module.`` prefix (DataParallel) is dropped; a file of another family raises with the folder it
+    belongs in; missing, unexpected or mis-shaped tensors raise ``WeightFileError`` saying the file ``is
+    not <what>`` and listing the first of each. Returns ``net`` in eval mode without gradients.
+    """
+    cleaned = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    other = wrong_family(name, cleaned, expected)
+    if other is not None:
+        raise other
+    problems = missing_and_unexpected(net.state_dict(), cleaned)
+    if problems:
+        raise WeightFileError(f"{name} is not {what}: {problems}")
+    net.load_state_dict(cleaned, strict=True, assign=True)
+    net.requires_grad_(False)
+    return net.eval()
+
+
 def _unsupported(error: BaseException) -> str:
     found = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
     return (found[0] if found else _first_line(error))[:300]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as nnf
 
-from ..weights import DETECTOR, WeightFileError, missing_and_unexpected, read_weights, wrong_family
+from ..weights import DETECTOR, load_strictly, read_weights
 
 BGR_MEAN = (104.0, 117.0, 123.0)
 DOWNSCALE_ABOVE = 1500  # longer side (px) above which detection runs on a smaller copy
@@ -53,17 +53,9 @@ def build_detector_network(state_dict: Mapping[str, torch.Tensor], name: str = "
 
         with torch.device("meta"):  # skip ResNet-50's random init: every tensor comes from the file
             net = RetinaFace(network_name="resnet50", half=False, phase="test", device=torch.device("meta"))
-    cleaned = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    other = wrong_family(name, cleaned, DETECTOR)
-    if other is not None:
-        raise other
-    problems = missing_and_unexpected(net.state_dict(), cleaned)
-    if problems:
-        raise WeightFileError(f"{name} is not a RetinaFace ResNet-50 detector: {problems}")
-    net.load_state_dict(cleaned, strict=True, assign=True)
+    load_strictly(net, state_dict, name, DETECTOR, "a RetinaFace ResNet-50 detector")
     net.device = torch.device("cpu")  # facexlib's own bookkeeping; our detection code never reads it
-    net.requires_grad_(False)
-    return net.eval()
+    return net
 
 
 def load_detector_file(path: str | os.PathLike[str]) -> torch.nn.Module:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as nnf
 
-from ..weights import PARSER, WeightFileError, missing_and_unexpected, read_weights, wrong_family
+from ..weights import PARSER, load_strictly, read_weights
 
 PARSE_SIZE = 512
 N_CLASSES = 19
@@ -32,16 +32,7 @@ def build_parser_network(state_dict: Mapping[str, torch.Tensor], name: str = "pa
 
     with torch.device("meta"):  # no random init: every tensor comes from the file
         net = ParseNet(in_size=PARSE_SIZE, out_size=PARSE_SIZE, parsing_ch=N_CLASSES)
-    cleaned = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    other = wrong_family(name, cleaned, PARSER)
-    if other is not None:
-        raise other
-    problems = missing_and_unexpected(net.state_dict(), cleaned)
-    if problems:
-        raise WeightFileError(f"{name} is not a ParseNet face parser: {problems}")
-    net.load_state_dict(cleaned, strict=True, assign=True)
-    net.requires_grad_(False)
-    return net.eval()
+    return load_strictly(net, state_dict, name, PARSER, "a ParseNet face parser")
 
 
 def load_parser_file(path: str | os.PathLike[str]) -> torch.nn.Module:

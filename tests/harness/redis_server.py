@@ -17,13 +17,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from .comfy_server import free_port
+
 REDIS_SERVER = os.environ.get("RG_REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServerError(RuntimeError):
