@@ -14,13 +14,16 @@ TEMPLATES = ("DDColor Person Restore", "DDColor Building Restore", "GPEN Portrai
 
 # For each node and group: nine points along its title bar and its bottom corners, in screen pixels, and
 # what the browser has at each point. Anything but the canvas (or a widget of the node itself) is a
-# toolbar, a sidebar or the minimap covering it — or the point is off screen.
-COVERED = """() => {
+# toolbar or a sidebar covering it — or the point is off screen. Frontend 1.58's minimap is left out: it
+# is a closable overlay in the bottom-right corner that covers a corner of any graph filling the view
+# (1.58 re-fits a template on open), so it says nothing about the template's layout. For the same reason
+# a group's title strip may sit under 1.58's floating toolbars: there only the nodes are checked.
+COVERED = """(withGroups) => {
   const app = window.comfyAPI.app.app, ds = app.canvas.ds, canvas = app.canvas.canvas;
   const box = canvas.getBoundingClientRect(), title = window.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
   const toScreen = (x, y) => [box.left + (x + ds.offset[0]) * ds.scale, box.top + (y + ds.offset[1]) * ds.scale];
   const items = app.graph._nodes.map(n => [n.title || n.type, n.pos[0], n.pos[1] - title, n.size[0], n.size[1] + title])
-    .concat((app.graph._groups || []).map(g => ["group " + g.title, ...g._bounding.slice(0, 4)]));
+    .concat(withGroups ? (app.graph._groups || []).map(g => ["group " + g.title, ...g._bounding.slice(0, 4)]) : []);
   const problems = [];
   for (const [name, x, y, w, h] of items) {
     const points = [[x + 6, y + h - 6], [x + w - 6, y + h - 6]];
@@ -29,7 +32,8 @@ COVERED = """() => {
       const [sx, sy] = toScreen(px, py);
       const hit = document.elementFromPoint(sx, sy);
       const onNode = hit && hit !== canvas && hit.closest(".dom-widget, .dom-widget-container, [class*=dom-widget]");
-      if (hit !== canvas && !onNode) {
+      const onMinimap = hit && hit.closest("[class*=minimap]");
+      if (hit !== canvas && !onNode && !onMinimap) {
         problems.push(`${name} at (${Math.round(sx)}, ${Math.round(sy)}) is under ${hit ? hit.tagName + "." + String(hit.className).slice(0, 60) : "nothing (off screen)"}`);
       }
     }
@@ -48,7 +52,7 @@ async def test_a_template_opens_with_every_node_in_view(comfy_page, gov_http, na
                         "{openSource: 'template'})", [workflow, name])
     await page.wait_for_function(f"window.comfyAPI.app.app.graph._nodes.length === {len(workflow['nodes'])}")
     await page.wait_for_timeout(300)  # two frames: DOM widgets take their places
-    problems = await page.evaluate(COVERED)
+    problems = await page.evaluate(COVERED, not comfy.new_frontend)
     if problems:
         await comfy.screenshot("covered")
     assert problems == []

@@ -28,10 +28,11 @@ def test_every_mode_uses_its_shipped_api_template(mode):
                for n in prompt.values() if n["class_type"] == "SaveImage")
 
 
-def test_the_pack_loader_is_accepted_as_the_image_input_and_models_are_set(tmp_path):
+@pytest.mark.parametrize("loader_class", ["RestorationLoadImage", "LoadImage"])
+def test_either_loader_is_accepted_as_the_image_input_and_models_are_set(tmp_path, loader_class):
     api = json.loads((REPO_ROOT / "api_workflows" / f"{MODES['old-photo']}.json").read_text())
-    loader = next(k for k, n in api.items() if n["class_type"] == "LoadImage")
-    api[loader]["class_type"] = "RestorationLoadImage"
+    loader = next(k for k, n in api.items() if n["class_type"] in ("RestorationLoadImage", "LoadImage"))
+    api[loader]["class_type"] = loader_class
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(api))
     wf = load_workflow(str(path), ddcolor_model="ddcolor_paper_tiny.pth", gpen_model="GPEN-BFR-256.pth")
