@@ -12,7 +12,7 @@ Environment:
 - ``GOVERNOR_PUBLIC_URL``  the URL other servers reach this one at (default: ComfyUI's listen
   address and port, ``http://<host>:<port>``; ``0.0.0.0``/``::`` become this host's name)
 - ``GOVERNOR_SERVER_ID``  stable id; default derived from host name and port, then persisted in
-  ``<state_dir>/server_id`` so a restart keeps it
+  ``<state_dir>/server_id.<port>`` so a restart keeps it
 
 Where a job is (fields of ``rg:{cluster}:job:<prompt_id>`` while queued or running, and of
 ``rg:{cluster}:where:<prompt_id>`` for ``where_ttl`` seconds after it ended):
@@ -108,11 +108,11 @@ def default_public_url(listen: str, port: int) -> str:
 
 
 def persisted_server_id(state_dir: Path | None, port: int) -> str:
-    """``<host>-<port>``, remembered in ``<state_dir>/server_id`` so it survives restarts."""
+    """``<host>-<port>``, remembered in ``<state_dir>/server_id.<port>`` so it survives restarts."""
     derived = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:80] + f"-{port}"
     if state_dir is None:
         return derived
-    path = Path(state_dir) / "server_id"
+    path = Path(state_dir) / f"server_id.{port}"  # instances may share the state dir
     try:
         saved = path.read_text().strip()
         if saved:

@@ -88,7 +88,14 @@ def invalidate(rt: Runtime) -> None:
 
 
 def position_of(rt: Runtime, job: Job) -> int | None:
-    """1-based place among queued jobs; None when ``job`` is not queued."""
+    """1-based place among queued jobs (cluster mode: in the whole cluster, ZRANK); None when not queued."""
+    if rt.cluster is not None:
+        if not job.state.queued:
+            return None
+        try:
+            return rt.cluster.rq.position(job.prompt_id)
+        except Exception:  # Redis unreachable: the place is unknown for now
+            return None
     return rt.queue.scheduler.position(job) if rt.queue.is_queued(job.prompt_id) else None
 
 
@@ -107,6 +114,12 @@ def eta_for(rt: Runtime, job: Job, position: int) -> float | None:
     if rt.dispatch_state == PAUSED:
         return None  # nothing starts until an admin resumes
     now = rt.clock()
+    if rt.cluster is not None:  # the jobs ahead share the cluster's live servers
+        expected = rt.stats.expected_seconds(job.fingerprint) or rt.stats.expected_seconds("")
+        if expected is None:
+            return None
+        servers = max(1, rt.cluster.alive_count)
+        return round(((position - 1) // servers) * expected, 1)
     cache, scheduler = rt.positions, rt.queue.scheduler
     if cache.version == scheduler.version and now < cache.valid_until:
         return _seconds(cache.table.get(job.prompt_id, (0, None))[1], now)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__, positions
+from .cluster_queue import decode, unavailable
 from .jobs import Job, JobState
 from .runtime import Runtime
 
@@ -49,7 +50,19 @@ def job_view(rt: Runtime, job: Job, viewer: Viewer = EVERYONE) -> dict[str, Any]
         out["position"] = position
         out["eta_s"] = eta
         out["times_out_in_s"] = positions.times_out_in(rt, job, eta)
+        if rt.cluster is not None:  # the server running it or that ran it last
+            out["server"] = _server_of(rt, job)
         return out
+
+
+def _server_of(rt: Runtime, job: Job) -> str | None:
+    assert rt.cluster is not None
+    if job.prompt_id in rt.queue.running:
+        return rt.cluster.server_id
+    try:
+        return rt.cluster.ctx.server_of(job.prompt_id) if not job.state.queued else None
+    except Exception:
+        return None
 
 
 def list_jobs(rt: Runtime, client_id: str | None = None, state: str | None = None, limit: int = 100,
@@ -58,7 +71,10 @@ def list_jobs(rt: Runtime, client_id: str | None = None, state: str | None = Non
     with rt.lock:
         queue = rt.queue
         running = [queue.jobs[p] for p in queue.running]
-        candidates = running + list(queue.scheduler) + list(reversed(queue.finished.values()))
+        waiting = list(queue.scheduler)
+        if rt.cluster is not None:  # the cluster's running and pending jobs (pending: one page script)
+            running, waiting = cluster_live(rt, offset + limit if client_id is None and state is None else 10000)
+        candidates = running + waiting + list(reversed(queue.finished.values()))
         if client_id is not None:
             candidates = [j for j in candidates if j.client_id == client_id]
         if state is not None:
@@ -66,6 +82,18 @@ def list_jobs(rt: Runtime, client_id: str | None = None, state: str | None = Non
         page = candidates[offset:offset + limit]
         return {"jobs": [job_view(rt, j, viewer) for j in page], "total": len(candidates), "offset": offset,
                 "limit": limit}
+
+
+def cluster_live(rt: Runtime, pending_limit: int) -> tuple[list[Job], list[Job]]:
+    """(running jobs anywhere in the cluster, the first ``pending_limit`` pending ones in run order)."""
+    assert rt.cluster is not None
+    local = {p: rt.queue.jobs[p] for p in rt.queue.running}
+    try:
+        elsewhere = [p for p in rt.cluster.running_elsewhere() if p not in local]
+        running = list(local.values()) + [j for j in map(rt.cluster.lookup, elsewhere) if j is not None]
+        return running, [decode(q) for q in rt.cluster.rq.page(0, pending_limit, payload=True)]
+    except Exception as e:
+        raise unavailable(e) from None
 
 
 def health(rt: Runtime) -> dict[str, Any]:

@@ -76,14 +76,17 @@ local function enqueue(pid, mode, lane, vstart)
     redis.call('ZADD', P .. 'aging:' .. aging_steps(tonumber(f[6]), tier), f[5], aging_member(seq, pid))
   end
   redis.call('HSET', jk, 'lane', lane, 'vstart', int(vstart), 'member', member, 'state', 'pending', 'server', '')
+  redis.call('HINCRBY', P .. 'clients', f[2], 1) -- pending jobs per client (admission caps)
   return lane, vstart
 end
 
 -- Take a pending job out of every index (its hash stays).
 local function dequeue(pid)
   local jk = P .. 'job:' .. pid
-  local f = redis.call('HMGET', jk, 'member', 'sig', 'tier', 'priority', 'seq')
-  redis.call('ZREM', P .. 'pending', f[1])
+  local f = redis.call('HMGET', jk, 'member', 'sig', 'tier', 'priority', 'seq', 'fair_key')
+  if redis.call('ZREM', P .. 'pending', f[1]) == 1 and f[6] then
+    if redis.call('HINCRBY', P .. 'clients', f[6], -1) <= 0 then redis.call('HDEL', P .. 'clients', f[6]) end
+  end
   local qk = P .. 'q:' .. f[2]
   redis.call('ZREM', qk, f[1])
   if redis.call('EXISTS', qk) == 0 then redis.call('HDEL', P .. 'sigs', f[2]) end
