@@ -46,8 +46,8 @@ def try_dispatch(rt: Runtime, now: float) -> Job | None:
     """Take and start the globally next job this server can run now, or None."""
     cluster = rt.cluster
     assert cluster is not None
-    if not rt.ready or rt.dispatch_state == PAUSED:
-        return None
+    if not rt.ready or rt.dispatch_state == PAUSED or not cluster.classes_key:
+        return None  # (not registered yet: its node classes are not known to the cluster)
     cfg = rt.config
     reading = rt.read_memory()
     decision = evaluate_gate(reading, cfg, None)
@@ -93,6 +93,8 @@ def maintenance(rt: Runtime, now: float) -> None:
         return
     cluster.last_maintenance = now
     try:
+        if not cluster.classes_key and cluster.classes:  # start-up could not register (Redis was down)
+            cluster.register(rt.dispatch_state)
         cluster.flush()
         beat = cluster.ctx.registry.heartbeat(cluster.server_id, state=rt.dispatch_state,
                                               running=list(rt.queue.running),

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import cluster_setup
 from . import comfy_protocol as protocol
 from .admission import prompt_digest
 from .comfy_queue import build_queue_class, six_tuple_items
@@ -129,10 +130,12 @@ def install(prompt_server) -> Governor:
     # Slots are per GPU: instances sharing the state directory but not the card do not block each other.
     device_key = _safe_name(f"gpu-{cuda_uuid}" if cuda_uuid else (f"cuda{cuda_index}" if cuda_index is not None
                                                                    else "cpu"))
+    ctx, redis_leases, gpu = cluster_setup.build(state_dir, getattr(cli, "listen", None), getattr(cli, "port", None),
+                                                 cuda_index, cuda_uuid)
     governor = Governor(
         config_file=ConfigFile(state_dir / "config.json"),
         store=SqliteJobStore(queue_db),
-        leases=LeaseManager(state_dir / "leases" / device_key, instance),
+        leases=redis_leases or LeaseManager(state_dir / "leases" / device_key, instance),
         probe=build_probe_chain(cuda_index, cuda_uuid),
         host=host,
         instance_id=instance,
@@ -153,10 +156,16 @@ def install(prompt_server) -> Governor:
     prompt_server.app.middlewares.append(make_middleware(governor))
     prompt_server.app.middlewares.append(make_guard_middleware(governor))
     register_routes(prompt_server.routes, governor)
+    cluster_setup.register_cluster_route(prompt_server.routes, governor)
+    if ctx is not None:
+        cluster_setup.attach(governor, ctx, gpu)
     watchdog = _Watchdog(governor)
 
     async def on_startup(_app) -> None:
         await _recover(governor, execution)
+        if ctx is not None and redis_leases is not None:
+            classes = frozenset(getattr(_comfy("nodes"), "NODE_CLASS_MAPPINGS", {}))
+            cluster_setup.start(governor, classes, redis_leases)
         watchdog.start()
 
     async def on_shutdown(_app) -> None:

@@ -1,0 +1,128 @@
+"""Turning cluster mode on: the Redis-backed parts of a ``Governor``, start-up, and ``GET /governor/cluster``.
+
+``build`` (called by the adapter before the ``Governor`` exists) returns the ``ClusterContext``
+and the GPU-slot manager in Redis, or ``(None, None)`` without ``GOVERNOR_REDIS_URL`` (and no
+``redis_url`` setting): then nothing of cluster mode runs. ``attach`` gives the governor its
+``ClusterQueue``; ``start`` (on ComfyUI's start-up signal, once every node pack is loaded)
+registers the server with its node classes, requeues what Redis thinks it was running before a
+restart, and moves the jobs still pending in its local SQLite queue into the shared queue (a
+server switched from single to cluster mode; the log says how many moved).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .cluster_context import ClusterContext
+from .cluster_queue import ClusterQueue
+from .facade import Governor
+from .http_admission import error_response
+from .redis_leases import RedisLeaseManager
+
+log = logging.getLogger("restoration_governor.cluster")
+
+
+def build(state_dir: Path, listen: str | None, port: int | None, cuda_index: int | None,
+          cuda_uuid: str | None) -> tuple[ClusterContext | None, RedisLeaseManager | None, str]:
+    """(context, GPU slots in Redis, GPU key), or (None, None, '') when cluster mode is off."""
+    redis_url = _config_redis_url(state_dir / "config.json")
+    ctx = ClusterContext.from_env(state_dir=state_dir, listen=listen or "127.0.0.1", port=int(port or 8188),
+                                  redis_url=redis_url)
+    if ctx is None:
+        return None, None, ""
+    if cuda_uuid:
+        gpu = cuda_uuid
+    elif cuda_index is not None:
+        gpu = f"{socket.gethostname()}:{cuda_index}"
+    else:  # CPU only: no device is shared, every server is its own "GPU"
+        gpu = f"{socket.gethostname()}:cpu:{ctx.server_id}"
+    leases = RedisLeaseManager(ctx.redis, ctx.cluster, gpu, ctx.server_id)
+    log.info("cluster mode: server %s (%s) in cluster %r, GPU slots %s", ctx.server_id, ctx.public_url,
+             ctx.cluster, gpu)
+    return ctx, leases, gpu
+
+
+def _config_redis_url(path: Path) -> str | None:
+    try:
+        value = json.loads(path.read_text()).get("redis_url")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def attach(governor: Governor, ctx: ClusterContext, gpu: str) -> ClusterQueue:
+    cluster = ClusterQueue(ctx, aging_interval=governor.config.aging_interval, gpu=gpu)
+    governor.rt.cluster = cluster
+    return cluster
+
+
+def start(governor: Governor, node_classes: frozenset[str], leases: RedisLeaseManager) -> None:
+    """Register (with the node classes loaded by now), requeue own leftovers, move local pending jobs."""
+    rt = governor.rt
+    cluster = rt.cluster
+    assert cluster is not None
+    cluster.classes = node_classes
+    leases.start_heartbeat()
+    try:
+        exhausted = cluster.register(rt.dispatch_state)
+        if exhausted:
+            log.warning("jobs this server ran too often before it restarted: %s", [q.prompt_id for q in exhausted])
+    except Exception as e:  # Redis down at start: retried by the maintenance tick
+        log.warning("could not join cluster %r yet (%s); will retry", cluster.ctx.cluster, e)
+    moved, kept = _move_local_pending(governor)
+    if moved or kept:
+        log.warning("cluster mode: moved %d pending job(s) from this server's local queue to the shared queue; "
+                    "%d could not be moved (Redis unreachable) and stay in the local store", moved, kept)
+
+
+def _move_local_pending(governor: Governor) -> tuple[int, int]:
+    rt = governor.rt
+    cluster = rt.cluster
+    assert cluster is not None
+    moved = kept = 0
+    with rt.lock:
+        for job in list(rt.queue.scheduler):
+            try:
+                try:
+                    cluster.push(job)
+                except KeyError:
+                    pass  # already in the shared queue (it ran here when the server stopped)
+            except Exception:
+                kept += 1
+                continue
+            rt.queue.discard(job)
+            rt.store.forget(job.prompt_id)
+            moved += 1
+    return moved, kept
+
+
+def cluster_view(governor: Governor) -> dict[str, Any]:
+    """``GET /governor/cluster``: this server, the queue depth and every server of the cluster."""
+    cluster = governor.rt.cluster
+    if cluster is None:
+        return {"enabled": False}
+    servers = cluster.ctx.registry.servers()
+    return {"enabled": True, "cluster": cluster.ctx.cluster, "server_id": cluster.server_id,
+            "pending": len(cluster.rq), "running": len(cluster.rq.running()),
+            "servers_alive": sum(1 for s in servers if s.alive), "now": time.time(),
+            "servers": [s.summary() for s in servers]}
+
+
+def register_cluster_route(routes: web.RouteTableDef, governor: Governor) -> None:
+    @routes.get("/governor/cluster")
+    async def get_cluster(_request: web.Request) -> web.Response:
+        from .cluster_queue import unavailable
+
+        try:
+            return web.json_response(cluster_view(governor))
+        except Exception as e:
+            return error_response(unavailable(e))
+
+    del get_cluster  # registered on ``routes``
