@@ -13,6 +13,8 @@ Environment:
   address and port, ``http://<host>:<port>``; ``0.0.0.0``/``::`` become this host's name)
 - ``GOVERNOR_SERVER_ID``  stable id; default derived from host name and port, then persisted in
   ``<state_dir>/server_id.<port>`` so a restart keeps it
+- ``GOVERNOR_SERVER_TIMEOUT``  seconds without a heartbeat after which a server counts as dead and
+  its running job is requeued elsewhere (default 10)
 
 Where a job is (fields of ``rg:{cluster}:job:<prompt_id>`` while queued or running, and of
 ``rg:{cluster}:where:<prompt_id>`` for ``where_ttl`` seconds after it ended):
@@ -93,6 +95,11 @@ class ClusterContext:
 
             client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5.0,
                                           socket_connect_timeout=2.0, health_check_interval=10)
+        timeout = env.get("GOVERNOR_SERVER_TIMEOUT")
+        try:
+            server_timeout = float(timeout) if timeout else server_timeout
+        except ValueError:
+            raise ValueError(f"GOVERNOR_SERVER_TIMEOUT {timeout!r}: give seconds, e.g. 10") from None
         registry = ClusterRegistry(client, cluster, server_timeout=server_timeout)
         return cls(redis=client, cluster=cluster, prefix=prefix, server_id=server_id,
                    public_url=public_url.rstrip("/"), registry=registry)
