@@ -111,6 +111,7 @@ class ClusterQueue:
         self.outbox: list[tuple[str, str, int, dict[str, Any]]] = []  # (op, prompt id, attempt, data) unsent
         self.control_version = -1  # the shared control record's version last applied here
         self.reachable = True
+        self.rescue_after = time.time() + ctx.registry.server_timeout  # (re)connected: let others beat first
         self.alive_count = 1  # live servers at the last maintenance pass (ETAs divide the work by it)
         self.last_maintenance = 0.0
 
@@ -138,6 +139,10 @@ class ClusterQueue:
         """Queue ``job`` for every server; assigns its seq and fair-share tags (one script)."""
         q = self.rq.push(encode(job, self.server_id), head=head)
         job.seq, job.lane, job.vstart = int(q.seq or 0), q.lane, q.vstart
+
+    def seen(self, prompt_id: str) -> bool:
+        """The cluster knows this prompt: queued, running, or ended within ``WHERE_TTL``."""
+        return bool(self.redis.exists(self.key("job:" + prompt_id), where_key(self.prefix, prompt_id)))
 
     def known(self, prompt_id: str) -> bool:
         return bool(self.redis.exists(self.key("job:" + prompt_id)))

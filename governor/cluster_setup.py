@@ -90,16 +90,16 @@ def _move_local_pending(governor: Governor) -> tuple[int, int]:
     with rt.lock:
         for job in list(rt.queue.scheduler):
             try:
-                try:
+                if cluster.seen(job.prompt_id):
+                    pass  # a job of the shared queue this server ran before it stopped: Redis has it
+                else:
                     cluster.push(job)
-                except KeyError:
-                    pass  # already in the shared queue (it ran here when the server stopped)
+                    moved += 1
             except Exception:
                 kept += 1
                 continue
             rt.queue.discard(job)
             rt.store.forget(job.prompt_id)
-            moved += 1
     return moved, kept
 
 

@@ -107,12 +107,14 @@ def maintenance(rt: Runtime, now: float) -> None:
             apply_shared(rt, shared)
         for prompt_id in cluster.cancels_for(list(rt.queue.running)):
             interrupt_local(rt, prompt_id, Reason.CANCELLED)
-        rescue(rt, now)
+        if not cluster.reachable:  # every server missed its heartbeats meanwhile: give them time to beat
+            cluster.reachable = True
+            cluster.rescue_after = now + cluster.ctx.registry.server_timeout
+            log.warning("Redis is reachable again")
+        if now >= cluster.rescue_after:
+            rescue(rt, now)
         if cluster.rq.promote_aged(now):
             rt.wake_worker()
-        if not cluster.reachable:
-            cluster.reachable = True
-            log.warning("Redis is reachable again")
     except _redis_error() as e:
         _unreachable(rt, e)
 

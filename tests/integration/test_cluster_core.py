@@ -129,3 +129,145 @@ async def test_work_is_shared_and_each_job_runs_exactly_once(cluster: Cluster):
     assert [counts[("start", f"share{i}")] for i in range(n)] == [1] * n
     print(f"\n{n} x {seconds}s jobs through s1 on 3 servers: {elapsed:.2f}s (one server >= {one_server:.0f}s); "
           f"ran on {dict(servers)}")
+
+
+async def wait_running(c: ComfyClient, prompt_id: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = (await c.get(f"/governor/jobs/{prompt_id}")).ok().body
+        if body["state"] == "running" and body.get("server"):
+            return body
+        assert time.monotonic() < deadline, f"{prompt_id} never started: {body}"
+        await asyncio.sleep(0.05)
+
+
+async def test_settings_and_pause_from_one_server_are_seen_by_all(cluster: Cluster):
+    async with ComfyClient(cluster.url("s1")) as c1, ComfyClient(cluster.url("s3")) as c3:
+        (await c1.patch("/governor/config", {"aging_interval": 321.0})).ok()
+        (await c1.post("/governor/pause")).ok()
+        try:
+            deadline = time.monotonic() + 5
+            while True:
+                config = (await c3.get("/governor/config")).ok().body
+                status = (await c3.get("/governor/status")).ok().body
+                if config["config"]["aging_interval"] == 321.0 and status["state"] == "paused":
+                    break
+                assert time.monotonic() < deadline, f"s3 still shows {config['settings']['aging_interval']}, " \
+                                                    f"{status['state']}"
+                await asyncio.sleep(0.1)
+            prompt_id = await c3.queue_prompt(cluster.prompt("paused", 0.1))
+            await asyncio.sleep(1.5)  # three idle workers, but the cluster is paused: nobody takes it
+            job = (await c1.get(f"/governor/jobs/{prompt_id}")).ok().body
+            assert (job["state"], job["position"]) == ("pending", 1)
+        finally:
+            (await c3.post("/governor/resume")).ok()
+        final = await wait_final(c1, prompt_id)
+        assert final["state"] == "success"
+        (await c1.patch("/governor/config", {"aging_interval": 600.0})).ok()
+
+
+async def test_global_order_priority_and_fair_share_across_servers(cluster: Cluster):
+    async with ComfyClient(cluster.url("s1"), client_id="alice") as a, \
+            ComfyClient(cluster.url("s2"), client_id="bob") as b, ComfyClient(cluster.url("s3")) as c:
+        (await a.post("/governor/pause")).ok()
+        try:
+            alice = [await a.queue_prompt(cluster.prompt(f"alice{i}", 0.1)) for i in range(4)]
+            bob = [await b.queue_prompt(cluster.prompt(f"bob{i}", 0.1)) for i in range(2)]
+            urgent = (await c.submit(cluster.prompt("urgent", 0.1), headers={"X-Priority": "high"})).ok().body
+            assert urgent["governor"]["position"] == 1
+            listed = (await c.get("/governor/jobs?state=pending")).ok().body["jobs"]
+            order = [j["prompt_id"] for j in listed]
+            want = [urgent["prompt_id"], alice[0], bob[0], alice[1], bob[1], alice[2], alice[3]]
+            assert order == want
+            for server in (a, b, c):  # every server tells the same global positions
+                places = [(await server.get(f"/governor/jobs/{p}")).ok().body["position"] for p in want]
+                assert places == list(range(1, len(want) + 1))
+        finally:
+            (await b.post("/governor/resume")).ok()
+        for p in want:
+            assert (await wait_final(c, p))["state"] == "success"
+
+
+async def test_cancel_from_another_server_interrupts_the_running_job(cluster: Cluster):
+    async with ComfyClient(cluster.url("s1")) as c:
+        prompt_id = await c.queue_prompt(cluster.prompt("cancelme", 20.0))
+        running = await wait_running(c, prompt_id)
+        other = next(n for n in NAMES if n != running["server"])
+        async with ComfyClient(cluster.url(other)) as o:
+            started = time.monotonic()
+            (await o.post(f"/governor/jobs/{prompt_id}/cancel")).ok()
+            final = await wait_final(o, prompt_id, timeout=10)
+        assert final["state"] == "cancelled" and final["server"] == running["server"]
+        assert time.monotonic() - started < 5
+    counts = cluster.executions()
+    assert (counts[("start", "cancelme")], counts[("done", "cancelme")]) == (1, 0)
+
+
+async def test_kill_9_of_the_running_server_finishes_the_job_elsewhere(cluster: Cluster):
+    seconds = 4.0
+    async with ComfyClient(cluster.url("s1")) as c:
+        prompt_id = await c.queue_prompt(cluster.prompt("failover", seconds))
+        running = await wait_running(c, prompt_id)
+        victim = running["server"]
+        await asyncio.sleep(0.5)
+    cluster.servers[victim].kill()
+    killed = time.monotonic()
+    survivor = next(n for n in NAMES if n != victim)
+    async with ComfyClient(cluster.url(survivor)) as s:
+        final = await wait_final(s, prompt_id, timeout=60)
+        recovered = time.monotonic() - killed
+        assert final["state"] == "success" and final["server"] != victim and final["attempts"] == 2
+        assert recovered < SERVER_TIMEOUT + seconds + 5, f"finished {recovered:.1f}s after the kill"
+        counts = cluster.executions()
+        assert (counts[("start", "failover")], counts[("done", "failover")]) == (2, 1)
+        restart_started = time.monotonic()
+        cluster.servers[victim].start()
+        await wait_cluster(s, 3)
+        restarted = time.monotonic() - restart_started
+    print(f"\nkill -9 of {victim}: job done on {final['server']} {recovered:.2f}s after the kill "
+          f"(server_timeout {SERVER_TIMEOUT}s + run {seconds}s); {victim} back in the cluster in {restarted:.1f}s")
+    await asyncio.sleep(1.0)
+    counts = cluster.executions()
+    assert counts[("done", "failover")] == 1  # the restarted server did not run it again
+
+
+async def test_redis_down_means_503_then_recovery_without_loss(cluster: Cluster):
+    async with ComfyClient(cluster.url("s2")) as c:
+        await wait_cluster(c, 3)
+        prompt_id = await c.queue_prompt(cluster.prompt("outage", 3.0))
+        await wait_running(c, prompt_id)
+        cluster.redis.stop()
+        try:
+            refused = await c.submit(cluster.prompt("refused", 0.1))
+            assert refused.status == 503, refused.body
+            assert refused.body["error"]["type"] == "cluster_unavailable" and refused.body["node_errors"] == {}
+            assert int(refused.headers["Retry-After"]) >= 1
+            await asyncio.sleep(3.5)  # the running job finishes while Redis is away
+            assert cluster.executions()[("done", "outage")] == 1
+            assert all(s.alive() for s in cluster.servers.values())
+        finally:
+            cluster.redis.start()
+        final = await wait_final(c, prompt_id, timeout=30)  # reported once Redis is back
+        assert final["state"] == "success"
+        after = await c.queue_prompt(cluster.prompt("after", 0.1))
+        assert (await wait_final(c, after))["state"] == "success"
+    await asyncio.sleep(SERVER_TIMEOUT + 1)  # nobody was declared dead and rerun the job meanwhile
+    assert cluster.executions()[("start", "outage")] == 1
+
+
+async def test_redis_restart_keeps_pending_jobs(cluster: Cluster):
+    async with ComfyClient(cluster.url("s3")) as c:
+        await wait_cluster(c, 3)
+        (await c.post("/governor/pause")).ok()
+        try:
+            ids = [await c.queue_prompt(cluster.prompt(f"kept{i}", 0.1)) for i in range(3)]
+            cluster.redis.restart()
+        finally:
+            deadline = time.monotonic() + 20
+            while (await c.post("/governor/resume")).status != 200:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+        finals = [await wait_final(c, p, timeout=60) for p in ids]
+    assert [f["state"] for f in finals] == ["success"] * 3
+    counts = cluster.executions()
+    assert [counts[("done", f"kept{i}")] for i in range(3)] == [1, 1, 1]
