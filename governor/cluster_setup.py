@@ -60,7 +60,45 @@ def _config_redis_url(path: Path) -> str | None:
 def attach(governor: Governor, ctx: ClusterContext, gpu: str) -> ClusterQueue:
     cluster = ClusterQueue(ctx, aging_interval=governor.config.aging_interval, gpu=gpu)
     governor.rt.cluster = cluster
+    governor.metrics.registry.register(ClusterGauges(cluster))
     return cluster
+
+
+class ClusterGauges:
+    """Cluster-wide gauges on every server's ``/governor/metrics`` (read from Redis at scrape time;
+    every server reports the same values, so dashboards take ``max``)."""
+
+    def __init__(self, cluster: ClusterQueue) -> None:
+        self.cluster = cluster
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        labels = ["cluster"]
+        name = [self.cluster.ctx.cluster]
+        up = GaugeMetricFamily("governor_cluster_redis_up", "1 while this server reaches the cluster's Redis",
+                               labels=labels)
+        try:
+            servers = self.cluster.ctx.registry.servers()
+            pending, running = len(self.cluster.rq), len(self.cluster.rq.running())
+        except Exception:
+            up.add_metric(name, 0.0)
+            yield up
+            return
+        up.add_metric(name, 1.0)
+        yield up
+        for metric, doc, value in (
+                ("governor_cluster_pending_jobs", "Jobs waiting in the shared queue", pending),
+                ("governor_cluster_running_jobs", "Jobs running on any server of the cluster", running),
+                ("governor_cluster_servers_alive", "Servers heartbeating within server_timeout",
+                 sum(1 for s in servers if s.alive)),
+                ("governor_cluster_servers_known", "Servers listed in the cluster (alive or not)", len(servers))):
+            gauge = GaugeMetricFamily(metric, doc, labels=labels)
+            gauge.add_metric(name, value)
+            yield gauge
 
 
 def start(governor: Governor, node_classes: frozenset[str], leases: RedisLeaseManager) -> None:

@@ -182,6 +182,13 @@ class Governor:
                   offset: int = 0, viewer: Viewer = EVERYONE) -> dict[str, Any]:
         return views.list_jobs(self.rt, client_id, state, limit, offset, viewer)
 
+    def cluster_pending(self, limit: int = 500) -> list[Job] | None:
+        """Cluster mode: the first ``limit`` pending jobs of the shared queue in run order; else None."""
+        return views.cluster_pending(self.rt, limit)
+
+    def cluster_depth(self) -> int | None:
+        return views.cluster_depth(self.rt)
+
     def health(self) -> dict[str, Any]:
         return views.health(self.rt)
 

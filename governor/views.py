@@ -96,6 +96,26 @@ def cluster_live(rt: Runtime, pending_limit: int) -> tuple[list[Job], list[Job]]
         raise unavailable(e) from None
 
 
+def cluster_pending(rt: Runtime, limit: int) -> list[Job] | None:
+    """The shared queue's first ``limit`` pending jobs (``[]`` while Redis is unreachable); None off cluster."""
+    if rt.cluster is None:
+        return None
+    try:
+        return [decode(q) for q in rt.cluster.rq.page(0, limit, payload=True)]
+    except Exception:
+        return []
+
+
+def cluster_depth(rt: Runtime) -> int | None:
+    """Pending jobs in the shared queue (ZCARD; 0 while Redis is unreachable); None off cluster."""
+    if rt.cluster is None:
+        return None
+    try:
+        return len(rt.cluster.rq)
+    except Exception:
+        return 0
+
+
 def health(rt: Runtime) -> dict[str, Any]:
     """Ready, and the worker thread alive: it asks for work every few seconds unless it is running one."""
     with rt.lock:

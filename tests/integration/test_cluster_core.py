@@ -109,6 +109,10 @@ async def test_cluster_view_lists_every_server(cluster: Cluster):
     assert ids["s1"]["url"] == cluster.url("s1")
     assert len({s["node_classes_hash"] for s in ids.values()}) == 1  # the same packs everywhere
     assert all(s["alive"] and s["heartbeat_age_s"] < SERVER_TIMEOUT for s in ids.values())
+    async with ComfyClient(cluster.url("s3")) as c:
+        metrics = (await c.get("/governor/metrics")).body
+    assert f'governor_cluster_servers_alive{{cluster="{cluster.name}"}} 3.0' in metrics
+    assert f'governor_cluster_redis_up{{cluster="{cluster.name}"}} 1.0' in metrics
 
 
 async def test_work_is_shared_and_each_job_runs_exactly_once(cluster: Cluster):
@@ -182,6 +186,8 @@ async def test_global_order_priority_and_fair_share_across_servers(cluster: Clus
             for server in (a, b, c):  # every server tells the same global positions
                 places = [(await server.get(f"/governor/jobs/{p}")).ok().body["position"] for p in want]
                 assert places == list(range(1, len(want) + 1))
+            queue = (await b.get("/queue")).ok().body  # ComfyUI's own queue view: the same order
+            assert [item[1] for item in sorted(queue["queue_pending"], key=lambda i: i[0])] == want
         finally:
             (await b.post("/governor/resume")).ok()
         for p in want:
