@@ -1,0 +1,133 @@
+"""The governor in cluster mode, in process, on a real ``redis-server``: two governors share one queue.
+
+Each governor is the real facade with a SQLite store of its own, GPU slots in Redis and a
+``ClusterQueue``; only ComfyUI is replaced (the fake host of the unit tests).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from restoration_governor.governor import cluster_setup
+from restoration_governor.governor.cluster_context import ClusterContext
+from restoration_governor.governor.errors import GovernorError
+from restoration_governor.governor.jobs import Priority
+from restoration_governor.governor.redis_leases import RedisLeaseManager
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from governor_fakes import make_governor, submit  # noqa: E402
+
+CLASSES = frozenset({"X", "Y"})
+
+
+def join(gov, redis_url: str, cluster: str, server: str, tmp: Path, classes=CLASSES) -> ClusterContext:
+    ctx = ClusterContext.from_env({"GOVERNOR_REDIS_URL": redis_url, "GOVERNOR_CLUSTER": cluster,
+                                   "GOVERNOR_SERVER_ID": server}, state_dir=tmp)
+    assert ctx is not None
+    gov.rt.leases = RedisLeaseManager(ctx.redis, cluster, f"gpu-{server}", server)
+    cluster_setup.attach(gov, ctx, f"gpu-{server}")
+    cluster_setup.start(gov, classes, gov.rt.leases)
+    gov.rt.leases.stop_heartbeat()
+    return ctx
+
+
+def poll(gov) -> None:
+    """Run the governor's maintenance pass now (heartbeat, shared settings, cancels)."""
+    gov.rt.cluster.last_maintenance = float("-inf")
+    gov.tick()
+
+
+@pytest.fixture
+def pair(tmp_path, redis_url, cluster_name):
+    a, host_a = make_governor(tmp_path / "a", instance="a")
+    b, host_b = make_governor(tmp_path / "b", instance="b")
+    ctx_a = join(a, redis_url, cluster_name, "a", tmp_path / "a")
+    ctx_b = join(b, redis_url, cluster_name, "b", tmp_path / "b")
+    return a, b, ctx_a, ctx_b
+
+
+def test_cluster_mode_is_off_without_the_url(tmp_path):
+    assert ClusterContext.from_env({}, state_dir=tmp_path) is None
+
+
+def test_server_id_is_derived_once_and_kept(tmp_path, redis_url):
+    first = ClusterContext.from_env({"GOVERNOR_REDIS_URL": redis_url}, state_dir=tmp_path, port=8190)
+    (tmp_path / "server_id.8190").write_text("kept-id\n")
+    again = ClusterContext.from_env({"GOVERNOR_REDIS_URL": redis_url}, state_dir=tmp_path, port=8190)
+    assert first is not None and first.server_id.endswith("-8190") and first.cluster == "default"
+    assert again is not None and again.server_id == "kept-id"
+    assert first.public_url == "http://127.0.0.1:8190"
+
+
+def test_a_job_admitted_on_one_server_runs_on_the_other_and_both_see_where(pair):
+    a, b, ctx_a, ctx_b = pair
+    job = submit(a, "alice", prompt={"1": {"class_type": "X", "inputs": {}}})
+    assert a.admission_info(job)["position"] == 1
+    assert b.find(job.prompt_id).state.value == "pending"
+    taken = b.dispatch(0).job
+    assert taken is not None and taken.prompt_id == job.prompt_id
+    assert taken.sensitive == {"api_key_comfy_org": "secret"} and taken.client_id == "alice"
+    assert a.dispatch(0).job is None  # taken once
+    assert (ctx_a.origin_of(job.prompt_id), ctx_a.server_of(job.prompt_id)) == ("a", "b")
+    assert a.job_view(a.find(job.prompt_id))["server"] == "b"
+    b.complete(job.prompt_id, True, None)
+    finished = a.find(job.prompt_id)
+    assert (finished.state.value, finished.attempts) == ("success", 1)
+    assert (ctx_b.origin_of(job.prompt_id), ctx_b.server_of(job.prompt_id)) == ("a", "b")
+
+
+def test_caps_count_the_whole_cluster(pair):
+    a, b, _, _ = pair
+    a.update_config({"max_pending_per_client": 2})
+    poll(b)  # b applies the shared settings at its next maintenance pass
+    assert b.config.max_pending_per_client == 2
+    submit(a, "alice")
+    submit(b, "alice")
+    with pytest.raises(GovernorError) as refused:
+        b.reserve("alice")
+    assert refused.value.status == 429 and "Retry-After" in refused.value.headers
+    b.reserve("bob")  # another client is not capped
+
+
+def test_a_server_without_a_node_class_leaves_the_job_to_others(tmp_path, redis_url, cluster_name):
+    a, _ = make_governor(tmp_path / "a", instance="a")
+    small, _ = make_governor(tmp_path / "s", instance="s")
+    join(a, redis_url, cluster_name, "a", tmp_path / "a")
+    join(small, redis_url, cluster_name, "s", tmp_path / "s", classes=frozenset({"X"}))
+    job = submit(a, prompt={"1": {"class_type": "Y", "inputs": {}}})
+    assert small.dispatch(0).job is None
+    assert a.dispatch(0).job.prompt_id == job.prompt_id
+
+
+def test_cancel_priority_and_pause_act_cluster_wide(pair):
+    a, b, _, _ = pair
+    first = submit(a, "alice")
+    second = submit(a, "alice")
+    b.set_priority(second.prompt_id, Priority.HIGH, client_id=None, admin=True)
+    assert a.job_view(a.find(second.prompt_id))["position"] == 1
+    b.cancel(first.prompt_id)
+    assert a.find(first.prompt_id).state.value == "cancelled"
+    a.set_dispatch_state("paused")
+    assert b.dispatch(0).job is None  # paused through a: b takes nothing, before its next poll
+    a.set_dispatch_state("running")
+    running = b.dispatch(0).job
+    a.cancel(running.prompt_id)  # runs on b: b is asked to interrupt it
+    poll(b)
+    assert b.rt.queue.attempt(running.prompt_id).interrupt_reason is not None
+    assert b.rt.host.interrupts == [running.prompt_id]
+
+
+def test_switching_to_cluster_mode_moves_local_pending_jobs(tmp_path, redis_url, cluster_name, redis_client):
+    solo, _ = make_governor(tmp_path / "solo", instance="solo")
+    jobs = [submit(solo, "alice") for _ in range(3)]
+    join(solo, redis_url, cluster_name, "solo", tmp_path / "solo")
+    assert solo.rt.queue.pending == 0
+    assert all(solo.store.get(j.prompt_id) is None for j in jobs)  # not recovered locally again
+    assert redis_client.zcard(f"rg:{{{cluster_name}}}:pending") == 3
+    ran = []
+    for _ in jobs:  # in their admission order (one slot: each completes before the next starts)
+        ran.append(solo.dispatch(0).job.prompt_id)
+        solo.complete(ran[-1], True, None)
+    assert ran == [j.prompt_id for j in jobs]
