@@ -17,7 +17,7 @@ from restoration_governor.governor.jobs import Priority
 from restoration_governor.governor.redis_leases import RedisLeaseManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from governor_fakes import make_governor, submit  # noqa: E402
+from governor_fakes import make_governor, submit
 
 CLASSES = frozenset({"X", "Y"})
 
