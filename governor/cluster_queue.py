@@ -58,7 +58,7 @@ def encode(job: Job, origin: str) -> QueuedJob:
     payload["priority"] = job.priority.label
     return QueuedJob(prompt_id=job.prompt_id, fair_key=job.fair_key, priority=int(job.priority), tier=job.tier,
                      queued_at=job.queued_at, not_before=job.not_before, node_classes=node_classes(job.prompt),
-                     max_attempts=job.max_attempts, attempt=job.attempts,
+                     max_attempts=job.max_attempts, attempt=job.attempts, queue_timeout=job.queue_timeout or 0.0,
                      payload=json.dumps(payload, separators=(",", ":"), default=str), origin_server=origin)
 
 

@@ -16,11 +16,14 @@ import logging
 from typing import Any
 
 from . import positions
-from .cluster_queue import SHARED_SETTINGS
+from .admission import timeout_remedy
+from .cluster_queue import SHARED_SETTINGS, decode
 from .config import GovernorConfig, apply_patch
 from .control import apply_config, set_dispatch_state
+from .failures import error_record
 from .jobs import Job, JobState, Reason
 from .memory import evaluate_gate
+from .outcomes import history_info
 from .runtime import PAUSED, Runtime
 
 log = logging.getLogger("restoration_governor.cluster")
@@ -113,6 +116,8 @@ def maintenance(rt: Runtime, now: float) -> None:
             log.warning("Redis is reachable again")
         if now >= cluster.rescue_after:
             rescue(rt, now)
+        if rt.dispatch_state != PAUSED:
+            expire_queued(rt, now)
         if cluster.rq.promote_aged(now):
             rt.wake_worker()
     except _redis_error() as e:
@@ -144,6 +149,28 @@ def rescue(rt: Runtime, now: float) -> dict[str, Any]:
         done[server] = result
         rt.wake_worker()
     return done
+
+
+def expire_queued(rt: Runtime, now: float) -> None:
+    """Fail the shared queue's jobs past their queue timeout (the server whose ``remove`` wins does it)."""
+    cluster = rt.cluster
+    assert cluster is not None
+    for prompt_id in cluster.rq.expired(now):
+        q = cluster.rq.remove(prompt_id)
+        if q is None:
+            continue  # taken or expired by another server meanwhile
+        job = decode(q)
+        rt.metrics.timeouts.labels("queue").inc()
+        message = (f"Queue timeout: waited {now - job.queued_at:.0f} s (limit {job.queue_timeout or 0:g} s) and never "
+                   f"started. To avoid this, {timeout_remedy(job.priority)}.")
+        error = error_record(job.attempts, now, Reason.QUEUE_TIMEOUT, message,
+                             exception_type=f"governor.{Reason.QUEUE_TIMEOUT.value}")
+        job.errors.append(error)
+        job.state, job.reason, job.finished_at = JobState.FAILED, Reason.QUEUE_TIMEOUT, now
+        cluster.record_summary(prompt_id, job.summary())
+        log.warning("prompt %s waited %.0f s and timed out in the shared queue", prompt_id, now - job.queued_at)
+        rt.host.job_ended_unstarted(job, error, history_info(job))
+        rt.host.queue_changed()
 
 
 def interrupt_local(rt: Runtime, prompt_id: str, reason: Reason) -> None:

@@ -131,6 +131,11 @@ class RedisQueue:
         reply = self._run("page", str(int(offset)), str(int(limit)), "1" if payload else "0")
         return [QueuedJob.from_flat(flat) for flat in reply]
 
+    def expired(self, now: float, limit: int = 50) -> list[str]:
+        """Pending jobs whose queue timeout passed (``deadlines`` ZSET, O(log n + limit))."""
+        return [text(p) for p in self.client.zrangebyscore(self._key("deadlines"), "-inf", repr(float(now)),
+                                                             start=0, num=limit)]
+
     def get(self, prompt_id: str) -> QueuedJob | None:
         """The job (pending or running), or None."""
         flat = self.client.hgetall(self._key("job:" + prompt_id))

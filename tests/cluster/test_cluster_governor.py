@@ -131,3 +131,21 @@ def test_switching_to_cluster_mode_moves_local_pending_jobs(tmp_path, redis_url,
         ran.append(solo.dispatch(0).job.prompt_id)
         solo.complete(ran[-1], True, None)
     assert ran == [j.prompt_id for j in jobs]
+
+
+def test_queue_timeout_fails_a_shared_job_once(pair):
+    a, b, _, _ = pair
+    a.update_config({"queue_timeout": 30})
+    a.set_dispatch_state("paused")  # nobody takes it; the clock of a paused cluster does not fail it
+    job = submit(a, "alice")
+    for gov in (a, b):
+        gov.rt.clock.advance(31)
+    poll(a)
+    assert a.find(job.prompt_id).state.value == "pending"
+    a.set_dispatch_state("running")  # (nothing dispatches here: the job can only expire)
+    poll(b)
+    poll(a)
+    final = b.find(job.prompt_id)
+    assert (final.state.value, final.reason.value) == ("failed", "queue_timeout")
+    ended = a.rt.host.history.get(job.prompt_id) or b.rt.host.history.get(job.prompt_id)
+    assert ended is not None and not (job.prompt_id in a.rt.host.history and job.prompt_id in b.rt.host.history)
