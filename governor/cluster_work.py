@@ -59,6 +59,8 @@ def try_dispatch(rt: Runtime, now: float) -> Job | None:
         return None  # another server whose gate is open takes the job
     lease = None
     try:
+        if not len(cluster.rq):
+            return None  # nothing pending (one ZCARD): no slot is leased for nothing
         lease = rt.leases.try_acquire(cfg.max_concurrent, "")
         if lease is None:
             return None

@@ -106,6 +106,12 @@ def cluster_pending(rt: Runtime, limit: int) -> list[Job] | None:
         return []
 
 
+def _pending(rt: Runtime) -> int:
+    """Jobs waiting: the shared queue's length in cluster mode, else this server's."""
+    depth = cluster_depth(rt)
+    return rt.queue.pending if depth is None else depth
+
+
 def cluster_depth(rt: Runtime) -> int | None:
     """Pending jobs in the shared queue (ZCARD; 0 while Redis is unreachable); None off cluster."""
     if rt.cluster is None:
@@ -122,7 +128,7 @@ def health(rt: Runtime) -> dict[str, Any]:
         seen = None if rt.worker_seen is None else round(time.monotonic() - rt.worker_seen, 1)
         worker_ok = bool(rt.queue.running) or (seen is not None and seen < WORKER_SILENCE_LIMIT)
         return {"ok": rt.ready and worker_ok, "ready": rt.ready, "worker_seen_s_ago": seen,
-                "running": len(rt.queue.running), "pending": rt.queue.pending, "state": rt.dispatch_state,
+                "running": len(rt.queue.running), "pending": _pending(rt), "state": rt.dispatch_state,
                 "version": __version__}
 
 
@@ -153,7 +159,7 @@ def status(rt: Runtime, *, can_admin: bool = False, viewer: Viewer = EVERYONE) -
             "state": rt.dispatch_state,
             "ready": rt.ready,
             "counts": {"by_state": dict(by_state), "pending_by_priority": dict(by_priority),
-                       "pending": queue.pending, "running": len(queue.running)},
+                       "pending": _pending(rt), "running": len(queue.running)},
             "running": [job_view(rt, queue.jobs[p], viewer) for p in queue.running],
             "memory": None if reading is None else {"used": reading.used, "total": reading.total,
                                                     "source": reading.source,
