@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__, positions
+from .cluster_context import ClusterContext
 from .cluster_queue import decode, unavailable
 from .jobs import Job, JobState
 from .runtime import Runtime
@@ -110,6 +111,10 @@ def _pending(rt: Runtime) -> int:
     """Jobs waiting: the shared queue's length in cluster mode, else this server's."""
     depth = cluster_depth(rt)
     return rt.queue.pending if depth is None else depth
+
+
+def cluster_context(rt: Runtime) -> ClusterContext | None:
+    return None if rt.cluster is None else rt.cluster.ctx
 
 
 def cluster_depth(rt: Runtime) -> int | None:
