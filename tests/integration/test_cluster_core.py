@@ -277,3 +277,29 @@ async def test_redis_restart_keeps_pending_jobs(cluster: Cluster):
     assert [f["state"] for f in finals] == ["success"] * 3
     counts = cluster.executions()
     assert [counts[("done", f"kept{i}")] for i in range(3)] == [1, 1, 1]
+
+
+async def test_idempotency_keys_and_drain_are_cluster_wide(cluster: Cluster):
+    key = f"k-{uuid.uuid4().hex}"
+    prompt = cluster.prompt("idem", 0.1)
+    async with ComfyClient(cluster.url("s1"), client_id="carol") as c1, \
+            ComfyClient(cluster.url("s2"), client_id="carol") as c2:  # one client retrying through another server
+        first = (await c1.submit(prompt, headers={"Idempotency-Key": key})).ok()
+        again = (await c2.submit(prompt, headers={"Idempotency-Key": key})).ok()  # another server
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert again.body["prompt_id"] == first.body["prompt_id"]
+        assert (await wait_final(c2, first.body["prompt_id"]))["state"] == "success"
+        (await c1.post("/governor/drain")).ok()
+        try:
+            deadline = time.monotonic() + 5
+            while True:
+                refused = await c2.submit(cluster.prompt("drained", 0.1))
+                if refused.status == 503:
+                    break
+                assert refused.status == 200 and time.monotonic() < deadline, refused.body
+                await wait_final(c2, refused.body["prompt_id"])
+                await asyncio.sleep(0.1)
+            assert refused.body["error"]["type"] == "governor_draining"
+        finally:
+            (await c2.post("/governor/resume")).ok()
+    assert cluster.executions()[("done", "idem")] == 1
