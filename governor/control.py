@@ -26,21 +26,29 @@ def find(rt: Runtime, prompt_id: str) -> Job:
     """The job, live or finished (from the store when it left the finished cache); 404 if unknown."""
     with rt.lock:
         job = rt.queue.find(prompt_id) or rt.store.get(prompt_id)
-        if rt.cluster is not None and (job is None or not job.state.final):
-            job = _cluster_find(rt, prompt_id) or job  # the shared record is the truth while it is live
+        if rt.cluster is not None:  # the shared record is the truth (a fenced-off local end is not)
+            job = _cluster_find(rt, prompt_id, job)
         if job is None:
             raise not_found("job", prompt_id)
         return job
 
 
-def _cluster_find(rt: Runtime, prompt_id: str) -> Job | None:
+def _cluster_find(rt: Runtime, prompt_id: str, local: Job | None) -> Job | None:
+    """The cluster's record of a job (this server's own while it runs here; the local one, if any,
+    while Redis is unreachable)."""
     assert rt.cluster is not None
     if prompt_id in rt.queue.running:
         return rt.queue.jobs[prompt_id]
     try:
-        return rt.cluster.lookup(prompt_id)
+        shared = rt.cluster.lookup(prompt_id)
     except Exception as e:
+        if local is not None:
+            return local
         raise unavailable(e) from None
+    if shared is not None and local is not None and shared.state.final and local.state.final \
+            and shared.attempts == local.attempts:
+        return local  # this server ran it: its record is complete (the prompt body, for a retry)
+    return shared or local
 
 
 def _cluster_cancel(rt: Runtime, job: Job) -> None:

@@ -7,6 +7,7 @@ Each governor is the real facade with a SQLite store of its own, GPU slots in Re
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,37 @@ def test_queue_timeout_fails_a_shared_job_once(pair):
     assert (final.state.value, final.reason.value) == ("failed", "queue_timeout")
     ended = a.rt.host.history.get(job.prompt_id) or b.rt.host.history.get(job.prompt_id)
     assert ended is not None and not (job.prompt_id in a.rt.host.history and job.prompt_id in b.rt.host.history)
+
+
+def test_a_dead_servers_job_is_rescued_once_and_its_late_end_is_fenced_off(tmp_path, redis_url, cluster_name):
+    from restoration_governor.governor import cluster_work
+
+    govs = {}
+    for name in ("a", "b"):
+        gov, _ = make_governor(tmp_path / name, instance=name)
+        join(gov, redis_url, cluster_name, name, tmp_path / name)
+        gov.rt.cluster.ctx.registry.server_timeout = 0.3
+        govs[name] = gov
+    a, b = govs["a"], govs["b"]
+    job = submit(a, "alice")
+    assert a.dispatch(0).job.prompt_id == job.prompt_id
+    def rescue() -> dict:
+        with b.lock:  # as the maintenance tick calls it
+            return cluster_work.rescue(b.rt, b.rt.clock())
+
+    assert rescue() == {}  # a is alive
+    deadline = time.monotonic() + 5
+    while "a" in b.rt.cluster.ctx.registry.alive_ids():  # a stops heartbeating (Redis's clock decides)
+        assert time.monotonic() < deadline
+        b.rt.cluster.ctx.registry.heartbeat("b")
+        time.sleep(0.05)
+    b.rt.cluster.ctx.registry.heartbeat("b")
+    assert set(rescue()) == {"a"}
+    assert rescue() == {}  # once per death
+    rerun = b.dispatch(0).job
+    assert (rerun.prompt_id, rerun.attempts) == (job.prompt_id, 2)
+    a.complete(job.prompt_id, True, None)  # a comes back and ends its old attempt: refused
+    assert b.find(job.prompt_id).state.value == "running"
+    b.complete(job.prompt_id, True, None)
+    final = a.find(job.prompt_id)
+    assert (final.state.value, final.attempts) == ("success", 2)
