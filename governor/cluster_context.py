@@ -92,9 +92,14 @@ class ClusterContext:
             raise ValueError(f"GOVERNOR_SERVER_ID {server_id!r}: use 1-100 letters, digits or . _ : @ -")
         if client is None:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
-            client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5.0,
-                                          socket_connect_timeout=2.0, health_check_interval=10)
+            # Short timeouts and one retry: admission calls Redis on the event loop and under the
+            # governor's lock, so an unreachable Redis must fail fast (503), not hang the server.
+            client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2.0,
+                                          socket_connect_timeout=1.0, health_check_interval=10,
+                                          retry=Retry(NoBackoff(), 1))
         timeout = env.get("GOVERNOR_SERVER_TIMEOUT")
         try:
             server_timeout = float(timeout) if timeout else server_timeout

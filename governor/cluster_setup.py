@@ -24,7 +24,7 @@ from .cluster_context import ClusterContext
 from .cluster_queue import ClusterQueue
 from .facade import Governor
 from .http_admission import error_response
-from .redis_leases import RedisLeaseManager
+from .redis_leases import RedisLeaseManager, gpu_identity
 
 log = logging.getLogger("restoration_governor.cluster")
 
@@ -40,7 +40,7 @@ def build(state_dir: Path, listen: str | None, port: int | None, cuda_index: int
     if cuda_uuid:
         gpu = cuda_uuid
     elif cuda_index is not None:
-        gpu = f"{socket.gethostname()}:{cuda_index}"
+        gpu = gpu_identity(cuda_index)  # NVML's UUID, else <host>:<index>
     else:  # CPU only: no device is shared, every server is its own "GPU"
         gpu = f"{socket.gethostname()}:cpu:{ctx.server_id}"
     leases = RedisLeaseManager(ctx.redis, ctx.cluster, gpu, ctx.server_id)
@@ -118,6 +118,19 @@ def start(governor: Governor, node_classes: frozenset[str], leases: RedisLeaseMa
     if moved or kept:
         log.warning("cluster mode: moved %d pending job(s) from this server's local queue to the shared queue; "
                     "%d could not be moved (Redis unreachable) and stay in the local store", moved, kept)
+
+
+def stop(governor: Governor, leases: RedisLeaseManager) -> None:
+    """Clean shutdown: leave the cluster at once, so a job still running here is rescued without
+    waiting for ``server_timeout``."""
+    cluster = governor.rt.cluster
+    leases.stop_heartbeat()
+    if cluster is None:
+        return
+    try:
+        cluster.ctx.registry.deregister(cluster.server_id)
+    except Exception as e:
+        log.warning("could not leave cluster %r cleanly: %s", cluster.ctx.cluster, e)
 
 
 def _move_local_pending(governor: Governor) -> tuple[int, int]:

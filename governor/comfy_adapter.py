@@ -170,6 +170,8 @@ def install(prompt_server) -> Governor:
 
     async def on_shutdown(_app) -> None:
         watchdog.stop()
+        if ctx is not None and redis_leases is not None:
+            cluster_setup.stop(governor, redis_leases)
 
     prompt_server.app.on_startup.append(on_startup)
     prompt_server.app.on_shutdown.append(on_shutdown)
