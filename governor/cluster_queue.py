@@ -77,6 +77,14 @@ def decode(q: QueuedJob) -> Job:
                idempotency_key=p.get("idempotency_key"), sensitive=dict(p.get("sensitive") or {}))
 
 
+def retry_source(job: Job) -> str | None:
+    """What a retry of a failed or cancelled job needs (JSON), or None for any other state."""
+    if job.state not in (JobState.FAILED, JobState.CANCELLED) or not job.prompt:
+        return None
+    return json.dumps({"fair_key": job.fair_key, "priority": int(job.priority), "payload": encode(job, "").payload},
+                      separators=(",", ":"))
+
+
 def from_summary(prompt_id: str, s: dict[str, Any]) -> Job:
     """A finished job as another server recorded it (``Job.summary()``), for views and find."""
     return Job(prompt_id=prompt_id, seq=0, prompt={}, extra_data={}, outputs=[], client_id=s.get("client_id"),
@@ -169,26 +177,29 @@ class ClusterQueue:
         """Report the final state of a job run here (fenced); queued in the outbox while Redis is down.
         False when the attempt was fenced off (this server was declared dead and the job moved on)."""
         attempt = self.attempts.pop(job.prompt_id, job.attempts)
-        summary = job.summary()
+        data = {"summary": job.summary(), "retry": retry_source(job)}
         try:
-            return self._finish(job.prompt_id, attempt, summary)
+            return self._finish(job.prompt_id, attempt, data)
         except Exception as e:  # Redis unreachable: report when it is back (``flush``)
             log.warning("could not report the end of %s to Redis (%s); will retry", job.prompt_id, e)
-            self.outbox.append(("finish", job.prompt_id, attempt, summary))
+            self.outbox.append(("finish", job.prompt_id, attempt, data))
             return True
 
-    def _finish(self, prompt_id: str, attempt: int, summary: dict[str, Any]) -> bool:
+    def _finish(self, prompt_id: str, attempt: int, data: dict[str, Any]) -> bool:
         ok = self.rq.finish(prompt_id, attempt)
         if ok:
-            self.record_summary(prompt_id, summary)
+            self.record_summary(prompt_id, data["summary"], data["retry"])
         else:
             log.warning("the end of %s (attempt %d) was refused: it was requeued after this server was declared "
                         "dead", prompt_id, attempt)
         return ok
 
-    def record_summary(self, prompt_id: str, summary: dict[str, Any]) -> None:
+    def record_summary(self, prompt_id: str, summary: dict[str, Any], retry: str | None = None) -> None:
+        """Keep a job's final state for every server (``retry``: what a retry from any server needs)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(where_key(self.prefix, prompt_id), "summary", json.dumps(summary, default=str))
+        if retry:
+            pipe.hset(where_key(self.prefix, prompt_id), "retry", retry)
         pipe.pexpire(where_key(self.prefix, prompt_id), int(WHERE_TTL * 1000))
         pipe.execute()
 
@@ -225,6 +236,15 @@ class ClusterQueue:
             return job
         raw = self.redis.hget(where_key(self.prefix, prompt_id), "summary")
         return None if raw is None else from_summary(prompt_id, json.loads(text(raw)))
+
+    def retry_source(self, prompt_id: str) -> Job | None:
+        """A failed or cancelled job as it was admitted (prompt included), for a retry from any server."""
+        raw = self.redis.hget(where_key(self.prefix, prompt_id), "retry")
+        if raw is None:
+            return None
+        r = json.loads(text(raw))
+        return decode(QueuedJob(prompt_id=prompt_id, fair_key=r["fair_key"], priority=int(r["priority"]),
+                                payload=r["payload"]))
 
     def running_elsewhere(self) -> dict[str, str]:
         return self.rq.running()

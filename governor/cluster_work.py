@@ -17,7 +17,7 @@ from typing import Any
 
 from . import positions
 from .admission import timeout_remedy
-from .cluster_queue import SHARED_SETTINGS, decode
+from .cluster_queue import SHARED_SETTINGS, decode, retry_source
 from .config import GovernorConfig, apply_patch
 from .control import apply_config, set_dispatch_state
 from .failures import error_record
@@ -169,7 +169,7 @@ def expire_queued(rt: Runtime, now: float) -> None:
                              exception_type=f"governor.{Reason.QUEUE_TIMEOUT.value}")
         job.errors.append(error)
         job.state, job.reason, job.finished_at = JobState.FAILED, Reason.QUEUE_TIMEOUT, now
-        cluster.record_summary(prompt_id, job.summary())
+        cluster.record_summary(prompt_id, job.summary(), retry_source(job))
         log.warning("prompt %s waited %.0f s and timed out in the shared queue", prompt_id, now - job.queued_at)
         rt.host.job_ended_unstarted(job, error, history_info(job))
         rt.host.queue_changed()

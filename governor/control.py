@@ -12,7 +12,7 @@ from typing import Any
 
 from . import positions
 from .auth import require_job_access, require_priority_right
-from .cluster_queue import decode, shared_config, unavailable
+from .cluster_queue import decode, retry_source, shared_config, unavailable
 from .config import ConfigError, GovernorConfig, apply_patch
 from .errors import bad_request, conflict, not_found
 from .jobs import Job, JobState, Priority, Reason
@@ -61,7 +61,7 @@ def _cluster_cancel(rt: Runtime, job: Job) -> None:
             rt.cluster.request_cancel(job.prompt_id)
             return
         job.state, job.reason, job.finished_at = JobState.CANCELLED, Reason.CANCELLED, rt.clock()
-        rt.cluster.record_summary(job.prompt_id, job.summary())
+        rt.cluster.record_summary(job.prompt_id, job.summary(), retry_source(job))
     except Exception as e:
         raise unavailable(e) from None
     positions.emit_job(rt, job)
@@ -137,11 +137,10 @@ def retry(rt: Runtime, prompt_id: str, *, client_id: str | None, admin: bool) ->
             raise conflict("job_not_retryable", "Only a failed or cancelled job can be retried",
                            f"{prompt_id} is {job.state.value}")
         full = rt.store.get(prompt_id)
+        if rt.cluster is not None and (full is None or not full.prompt):
+            full = _cluster_retry_source(rt, prompt_id)
         if full is None or not full.prompt:
             raise conflict("job_not_retryable", "The job's prompt is no longer stored", prompt_id)
-        if rt.cluster is not None and not _cluster_retry_ok(rt, prompt_id):
-            raise conflict("job_not_retryable", "Only the server that ran a job can retry it",
-                           f"{prompt_id} ran on {rt.cluster.ctx.server_of(prompt_id)}; ask that server")
         rt.queue.reopen(prompt_id)
         full.state = JobState.PENDING
         full.reason = None
@@ -159,7 +158,7 @@ def retry(rt: Runtime, prompt_id: str, *, client_id: str | None, admin: bool) ->
                 raise unavailable(e) from None
         else:
             rt.queue.enqueue(full)
-        rt.store.update(full)
+            rt.store.update(full)
         rt.host.delete_history(prompt_id)
         positions.emit_job(rt, full)
         rt.host.queue_changed()
@@ -167,9 +166,12 @@ def retry(rt: Runtime, prompt_id: str, *, client_id: str | None, admin: bool) ->
         return full
 
 
-def _cluster_retry_ok(rt: Runtime, prompt_id: str) -> bool:
-    """The prompt body of a finished job is kept by the server that ran it (or admitted and cancelled it)."""
-    return rt.store.get(prompt_id) is not None
+def _cluster_retry_source(rt: Runtime, prompt_id: str) -> Job | None:
+    assert rt.cluster is not None
+    try:
+        return rt.cluster.retry_source(prompt_id)
+    except Exception as e:
+        raise unavailable(e) from None
 
 
 def set_dispatch_state(rt: Runtime, state: str, *, publish: bool = True) -> None:

@@ -184,3 +184,16 @@ def test_a_dead_servers_job_is_rescued_once_and_its_late_end_is_fenced_off(tmp_p
     b.complete(job.prompt_id, True, None)
     final = a.find(job.prompt_id)
     assert (final.state.value, final.attempts) == ("success", 2)
+
+
+def test_a_cancelled_job_is_retried_from_a_server_that_never_had_it(pair):
+    a, b, ctx_a, _ = pair
+    job = submit(a, "alice", prompt={"1": {"class_type": "Y", "inputs": {"n": 7}}})
+    a.cancel(job.prompt_id)
+    assert b.store.get(job.prompt_id) is None
+    again = b.retry(job.prompt_id, client_id=None, admin=True)
+    assert (again.state.value, again.attempts) == ("pending", 0)
+    assert ctx_a.origin_of(job.prompt_id) == "b"  # admitted again, through b
+    ran = a.dispatch(0).job
+    assert ran.prompt_id == job.prompt_id and ran.prompt == {"1": {"class_type": "Y", "inputs": {"n": 7}}}
+    assert ran.sensitive == {"api_key_comfy_org": "secret"}
