@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .cluster_context import ClusterContext
 from .cluster_queue import ClusterQueue
+from .cluster_work import move_local_pending
 from .facade import Governor
 from .http_admission import error_response
 from .redis_leases import RedisLeaseManager, gpu_identity
@@ -114,10 +115,8 @@ def start(governor: Governor, node_classes: frozenset[str], leases: RedisLeaseMa
             log.warning("jobs this server ran too often before it restarted: %s", [q.prompt_id for q in exhausted])
     except Exception as e:  # Redis down at start: retried by the maintenance tick
         log.warning("could not join cluster %r yet (%s); will retry", cluster.ctx.cluster, e)
-    moved, kept = _move_local_pending(governor)
-    if moved or kept:
-        log.warning("cluster mode: moved %d pending job(s) from this server's local queue to the shared queue; "
-                    "%d could not be moved (Redis unreachable) and stay in the local store", moved, kept)
+    with rt.lock:
+        move_local_pending(rt)
 
 
 def stop(governor: Governor, leases: RedisLeaseManager) -> None:
@@ -131,27 +130,6 @@ def stop(governor: Governor, leases: RedisLeaseManager) -> None:
         cluster.ctx.registry.deregister(cluster.server_id)
     except Exception as e:
         log.warning("could not leave cluster %r cleanly: %s", cluster.ctx.cluster, e)
-
-
-def _move_local_pending(governor: Governor) -> tuple[int, int]:
-    rt = governor.rt
-    cluster = rt.cluster
-    assert cluster is not None
-    moved = kept = 0
-    with rt.lock:
-        for job in list(rt.queue.scheduler):
-            try:
-                if cluster.seen(job.prompt_id):
-                    pass  # a job of the shared queue this server ran before it stopped: Redis has it
-                else:
-                    cluster.push(job)
-                    moved += 1
-            except Exception:
-                kept += 1
-                continue
-            rt.queue.discard(job)
-            rt.store.forget(job.prompt_id)
-    return moved, kept
 
 
 def cluster_view(governor: Governor) -> dict[str, Any]:

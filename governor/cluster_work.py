@@ -101,6 +101,8 @@ def maintenance(rt: Runtime, now: float) -> None:
         if not cluster.classes_key and cluster.classes:  # start-up could not register (Redis was down)
             cluster.register(rt.dispatch_state)
         cluster.flush()
+        if rt.queue.pending:  # left by single-server mode and not moved at start-up
+            move_local_pending(rt)
         beat = cluster.ctx.registry.heartbeat(cluster.server_id, state=rt.dispatch_state,
                                               running=list(rt.queue.running),
                                               slots={"limit": rt.config.max_concurrent,
@@ -124,6 +126,29 @@ def maintenance(rt: Runtime, now: float) -> None:
             rt.wake_worker()
     except _redis_error() as e:
         _unreachable(rt, e)
+
+
+def move_local_pending(rt: Runtime) -> tuple[int, int]:
+    """Push the jobs pending in this server's local queue (left from single-server mode) into the
+    shared queue and delete them locally; (moved, kept because Redis is unreachable). Logged."""
+    cluster = rt.cluster
+    assert cluster is not None
+    moved = kept = 0
+    for job in list(rt.queue.scheduler):
+        try:
+            if not cluster.seen(job.prompt_id):  # (seen: a shared job this server ran before it stopped)
+                cluster.push(job)
+                moved += 1
+        except Exception:
+            kept += 1
+            continue
+        rt.queue.discard(job)
+        rt.store.forget(job.prompt_id)
+    if moved or kept:
+        log.warning("cluster mode: moved %d pending job(s) from this server's local queue to the shared queue; "
+                    "%d could not be moved yet (Redis unreachable), retried every %.1f s", moved, kept,
+                    MAINTENANCE_EVERY)
+    return moved, kept
 
 
 def rescue(rt: Runtime, now: float) -> dict[str, Any]:
