@@ -197,3 +197,18 @@ def test_a_cancelled_job_is_retried_from_a_server_that_never_had_it(pair):
     ran = a.dispatch(0).job
     assert ran.prompt_id == job.prompt_id and ran.prompt == {"1": {"class_type": "Y", "inputs": {"n": 7}}}
     assert ran.sensitive == {"api_key_comfy_org": "secret"}
+
+
+def test_every_server_sends_position_updates_for_the_shared_queue(pair):
+    a, b, _, _ = pair
+    first = submit(a, "alice")
+    second = submit(b, "bob")
+    poll(b)
+    sent = {sid: data["jobs"] for name, data, sid in b.rt.host.events if name == "governor.queue"}
+    assert sent["alice"][first.prompt_id]["position"] == 1 and sent["bob"][second.prompt_id]["position"] == 2
+    b.rt.host.events.clear()
+    a.cancel(first.prompt_id)
+    b.rt.clock.advance(1)
+    poll(b)
+    moved = [data for name, data, sid in b.rt.host.events if name == "governor.queue" and sid == "bob"]
+    assert moved and moved[-1]["jobs"][second.prompt_id]["position"] == 1 and moved[-1]["pending"] == 1
