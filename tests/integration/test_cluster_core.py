@@ -116,7 +116,7 @@ async def test_cluster_view_lists_every_server(cluster: Cluster):
 
 
 async def test_work_is_shared_and_each_job_runs_exactly_once(cluster: Cluster):
-    n, seconds = 15, 1.0
+    n, seconds = 12, 2.0
     async with ComfyClient(cluster.url("s1")) as c:
         await wait_cluster(c, 3)
         started = time.monotonic()
@@ -248,8 +248,10 @@ async def test_redis_down_means_503_then_recovery_without_loss(cluster: Cluster)
             assert refused.status == 503, refused.body
             assert refused.body["error"]["type"] == "cluster_unavailable" and refused.body["node_errors"] == {}
             assert int(refused.headers["Retry-After"]) >= 1
-            await asyncio.sleep(3.5)  # the running job finishes while Redis is away
-            assert cluster.executions()[("done", "outage")] == 1
+            deadline = time.monotonic() + 15
+            while cluster.executions()[("done", "outage")] < 1:  # the running job finishes while Redis is away
+                assert time.monotonic() < deadline, "the running job did not finish while Redis was down"
+                await asyncio.sleep(0.1)
             assert all(s.alive() for s in cluster.servers.values())
         finally:
             cluster.redis.start()
