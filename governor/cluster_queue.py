@@ -136,7 +136,11 @@ class ClusterQueue:
 
     # -- admission ----------------------------------------------------------------------------------
     def depths(self, fair_key: str) -> tuple[int, int]:
-        """(pending jobs in the cluster, pending jobs of ``fair_key``): one pipelined round trip."""
+        """(pending jobs in the cluster, pending jobs of ``fair_key``): one pipelined round trip.
+        Raises ConnectionError at once while the maintenance pass finds Redis unreachable (a
+        partitioned Redis would otherwise hold each request for the socket timeout)."""
+        if not self.reachable:
+            raise ConnectionError("Redis was unreachable at the last check")
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcard(self.key("pending"))
         pipe.hget(self.key("clients"), fair_key)

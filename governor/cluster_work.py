@@ -29,6 +29,7 @@ from .runtime import PAUSED, Runtime
 log = logging.getLogger("restoration_governor.cluster")
 
 MAINTENANCE_EVERY = 0.5  # seconds between two heartbeats / rescue passes
+PROBE_EVERY = 2.0  # while Redis is unreachable: only the maintenance pass tries it, this often
 
 
 def _redis_error() -> tuple[type[BaseException], ...]:
@@ -49,8 +50,8 @@ def try_dispatch(rt: Runtime, now: float) -> Job | None:
     """Take and start the globally next job this server can run now, or None."""
     cluster = rt.cluster
     assert cluster is not None
-    if not rt.ready or rt.dispatch_state == PAUSED or not cluster.classes_key:
-        return None  # (not registered yet: its node classes are not known to the cluster)
+    if not rt.ready or rt.dispatch_state == PAUSED or not cluster.classes_key or not cluster.reachable:
+        return None  # (not registered yet; or Redis is down: the maintenance pass probes it, not the worker)
     cfg = rt.config
     reading = rt.read_memory()
     decision = evaluate_gate(reading, cfg, None)
@@ -94,8 +95,8 @@ def _unreachable(rt: Runtime, error: BaseException) -> None:
 def maintenance(rt: Runtime, now: float) -> None:
     """Heartbeat, shared state, cancels, rescue, aging, outbox (called with the lock held)."""
     cluster = rt.cluster
-    if cluster is None or now - cluster.last_maintenance < MAINTENANCE_EVERY:
-        return
+    if cluster is None or now - cluster.last_maintenance < (MAINTENANCE_EVERY if cluster.reachable else PROBE_EVERY):
+        return  # (each call may wait for Redis's timeout under the lock: an outage is probed sparingly)
     cluster.last_maintenance = now
     try:
         if not cluster.classes_key and cluster.classes:  # start-up could not register (Redis was down)
