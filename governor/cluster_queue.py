@@ -34,6 +34,7 @@ from .redis_queue import RedisQueue
 log = logging.getLogger("restoration_governor.cluster")
 
 SHARED_SETTINGS = frozenset(f.name for f in dataclasses.fields(GovernorConfig) if not f.metadata["secret"])
+FAIL_FAST = 1.0  # seconds after a failed call during which admissions answer 503 without trying Redis
 RETRY_AFTER_REDIS_DOWN = 5  # seconds a client is told to wait while Redis is unreachable
 _PAYLOAD_FIELDS = ("prompt", "extra_data", "outputs", "client_id", "created_at", "max_attempts", "queue_timeout",
                    "number", "fingerprint", "idempotency_key", "errors", "sensitive")
@@ -119,6 +120,7 @@ class ClusterQueue:
         self.outbox: list[tuple[str, str, int, dict[str, Any]]] = []  # (op, prompt id, attempt, data) unsent
         self.control_version = -1  # the shared control record's version last applied here
         self.reachable = True
+        self.failed_at = 0.0  # wall-clock time a call last found Redis unreachable
         self.rescue_after = time.time() + ctx.registry.server_timeout  # (re)connected: let others beat first
         self.alive_count = 1  # live servers at the last maintenance pass (ETAs divide the work by it)
         self.last_maintenance = 0.0
@@ -137,14 +139,18 @@ class ClusterQueue:
     # -- admission ----------------------------------------------------------------------------------
     def depths(self, fair_key: str) -> tuple[int, int]:
         """(pending jobs in the cluster, pending jobs of ``fair_key``): one pipelined round trip.
-        Raises ConnectionError at once while the maintenance pass finds Redis unreachable (a
-        partitioned Redis would otherwise hold each request for the socket timeout)."""
-        if not self.reachable:
-            raise ConnectionError("Redis was unreachable at the last check")
+        Raises ConnectionError at once within ``FAIL_FAST`` seconds of a failed call (a partitioned
+        Redis would otherwise hold each request for the socket timeout)."""
+        if not self.reachable and time.time() - self.failed_at < FAIL_FAST:
+            raise ConnectionError("Redis was unreachable a moment ago")
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcard(self.key("pending"))
         pipe.hget(self.key("clients"), fair_key)
-        total, mine = pipe.execute()
+        try:
+            total, mine = pipe.execute()
+        except Exception:
+            self.failed_at = time.time()
+            raise
         return int(total or 0), int(mine or 0)
 
     def push(self, job: Job, *, head: bool = False) -> None:

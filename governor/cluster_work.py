@@ -13,6 +13,7 @@ raised into the worker or the watchdog: running jobs go on, and report when Redi
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from . import positions
@@ -87,6 +88,8 @@ def try_dispatch(rt: Runtime, now: float) -> Job | None:
 
 def _unreachable(rt: Runtime, error: BaseException) -> None:
     cluster = rt.cluster
+    if cluster is not None:
+        cluster.failed_at = time.time()
     if cluster is not None and cluster.reachable:
         cluster.reachable = False
         log.warning("Redis is unreachable (%s): admissions answer 503, running jobs go on", error)
