@@ -196,10 +196,9 @@ class ClusterQueue:
             return True
 
     def _finish(self, prompt_id: str, attempt: int, data: dict[str, Any]) -> bool:
-        ok = self.rq.finish(prompt_id, attempt)
-        if ok:
-            self.record_summary(prompt_id, data["summary"], data["retry"])
-        else:
+        ok = self.rq.finish(prompt_id, attempt, summary=json.dumps(data["summary"], default=str),
+                            retry=data["retry"] or "")  # one script: fenced end + the summary
+        if not ok:
             log.warning("the end of %s (attempt %d) was refused: it was requeued after this server was declared "
                         "dead", prompt_id, attempt)
         return ok
