@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from . import positions
+from .cluster_queue import unavailable
 from .config import GovernorConfig
 from .errors import GovernorError, conflict
 from .jobs import Job, Priority
 from .prompt_ids import prompt_id_in_use
 from .runtime import DRAINING, Runtime
 from .workflow_stats import workflow_fingerprint
+
+log = logging.getLogger("restoration_governor.governor")
 
 
 @dataclass
@@ -83,9 +87,15 @@ def reserve(rt: Runtime, fair_key: str) -> None:
                                 "this server is finishing its queue and accepts no new prompts until an "
                                 "admin resumes it")
         total = queue.waiting_with_reservations()
+        mine = queue.waiting_with_reservations(fair_key)
+        if rt.cluster is not None:  # the caps count the whole cluster's queue (one round trip)
+            try:
+                cluster_total, cluster_mine = rt.cluster.depths(fair_key)
+            except Exception as e:
+                raise unavailable(e) from None
+            total, mine = total + cluster_total, mine + cluster_mine
         if cfg.max_pending and total >= cfg.max_pending:
             _reject_cap(rt, "max_pending", cfg.max_pending, f"the queue holds {total} prompts")
-        mine = queue.waiting_with_reservations(fair_key)
         if cfg.max_pending_per_client and mine >= cfg.max_pending_per_client:
             _reject_cap(rt, "max_pending_per_client", cfg.max_pending_per_client,
                         f"this client has {mine} prompts waiting")
@@ -140,7 +150,15 @@ def idempotency_lookup(rt: Runtime, key: str, request_digest: str | None = None)
     (``request_digest`` = ``prompt_digest`` of the parsed body), as the IETF idempotency draft says.
     """
     with rt.lock:
-        record = rt.store.idempotency_get(key, rt.clock())
+        try:
+            record = (rt.cluster.idempotency_get(key) if rt.cluster is not None
+                      else rt.store.idempotency_get(key, rt.clock()))
+        except GovernorError:
+            raise
+        except Exception as e:
+            if rt.cluster is None:
+                raise
+            raise unavailable(e) from None
     if record is None:
         return None
     if "answer" not in record:
@@ -156,13 +174,24 @@ def idempotency_lookup(rt: Runtime, key: str, request_digest: str | None = None)
 def idempotency_remember(rt: Runtime, key: str, body: dict[str, Any], request_digest: str | None = None) -> None:
     """Keep the answer ``body`` for ``key`` for ``idempotency_ttl`` seconds, with the request's digest."""
     with rt.lock:
-        rt.store.idempotency_put(key, {"answer": body, "request": request_digest},
-                                 rt.clock() + rt.config.idempotency_ttl)
+        record = {"answer": body, "request": request_digest}
+        if rt.cluster is not None:
+            try:
+                rt.cluster.idempotency_put(key, record, rt.config.idempotency_ttl)
+            except Exception as e:  # the prompt is queued; only a replay of this key is lost
+                log.warning("could not store Idempotency-Key %s in Redis: %s", key, e)
+            return
+        rt.store.idempotency_put(key, record, rt.clock() + rt.config.idempotency_ttl)
 
 
 def is_known(rt: Runtime, prompt_id: str) -> bool:
     """Whether a pending, running or finished job (finished cache or store) uses ``prompt_id``."""
     with rt.lock:
+        if rt.cluster is not None:
+            try:
+                return rt.queue.find(prompt_id) is not None or rt.cluster.known(prompt_id)
+            except Exception as e:
+                raise unavailable(e) from None
         return rt.queue.find(prompt_id) is not None or rt.store.get(prompt_id) is not None
 
 
@@ -187,6 +216,15 @@ def admit(rt: Runtime, number: float, prompt_id: str, prompt: dict, extra_data: 
         if ticket.reserved:
             queue.unreserve(ticket.fair_key)
             ticket.reserved = False
+        if rt.cluster is not None:  # durable in Redis (AOF) before /prompt answers; any server may run it
+            try:
+                rt.cluster.push(job)
+            except Exception as e:
+                raise unavailable(e) from None
+            rt.metrics.admissions.labels(job.priority.label).inc()
+            ticket.job = job
+            rt.wake_worker()
+            return job
         queue.enqueue(job)  # assigns the fair-share tags that are persisted with it
         try:
             rt.store.insert(job)

@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from . import cluster_setup
 from . import comfy_protocol as protocol
 from .admission import prompt_digest
 from .comfy_features import core_job_id_rule, dynamic_vram_evictable
@@ -132,10 +133,12 @@ def install(prompt_server) -> Governor:
     # Slots are per GPU: instances sharing the state directory but not the card do not block each other.
     device_key = _safe_name(f"gpu-{cuda_uuid}" if cuda_uuid else (f"cuda{cuda_index}" if cuda_index is not None
                                                                    else "cpu"))
+    ctx, redis_leases, gpu = cluster_setup.build(state_dir, getattr(cli, "listen", None), getattr(cli, "port", None),
+                                                 cuda_index, cuda_uuid)
     governor = Governor(
         config_file=ConfigFile(state_dir / "config.json"),
         store=SqliteJobStore(queue_db),
-        leases=LeaseManager(state_dir / "leases" / device_key, instance),
+        leases=redis_leases or LeaseManager(state_dir / "leases" / device_key, instance),
         probe=build_probe_chain(cuda_index, cuda_uuid, dynamic_vram_evictable()),
         host=host,
         instance_id=instance,
@@ -161,14 +164,22 @@ def install(prompt_server) -> Governor:
     prompt_server.app.middlewares.append(make_guard_middleware(governor, multi_user=multi_user,
                                                                core_jobs=not own_jobs))
     register_routes(prompt_server.routes, governor)
+    cluster_setup.register_cluster_route(prompt_server.routes, governor)
+    if ctx is not None:
+        cluster_setup.attach(governor, ctx, gpu)
     watchdog = _Watchdog(governor)
 
     async def on_startup(_app) -> None:
         await _recover(governor, execution)
+        if ctx is not None and redis_leases is not None:
+            classes = frozenset(getattr(_comfy("nodes"), "NODE_CLASS_MAPPINGS", {}))
+            cluster_setup.start(governor, classes, redis_leases)
         watchdog.start()
 
     async def on_shutdown(_app) -> None:
         watchdog.stop()
+        if ctx is not None and redis_leases is not None:
+            cluster_setup.stop(governor, redis_leases)
 
     prompt_server.app.on_startup.append(on_startup)
     prompt_server.app.on_shutdown.append(on_shutdown)

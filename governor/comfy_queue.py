@@ -56,6 +56,10 @@ def build_queue_class(base: type):
         def _pending_items(self) -> list:
             """Pending items with the numbers the governor will run them under (sorted = run order)."""
             with self.mutex:
+                shared = self.governor.cluster_pending()  # cluster mode: the shared queue's order
+                if shared is not None:
+                    return [self.item_for(job, self.governor.dispatch_counter + rank)
+                            for rank, job in enumerate(shared, start=1)]
                 stamp = (self.governor.scheduler.version, self.governor.dispatch_counter)
                 if self._pending_cache[0] != stamp:
                     base_number = self.governor.dispatch_counter
@@ -139,7 +143,9 @@ def build_queue_class(base: type):
 
         def get_tasks_remaining(self) -> int:
             with self.mutex:
-                return len(self.governor.scheduler) + len(self.currently_running)
+                shared = self.governor.cluster_depth()  # cluster mode: the shared queue's length
+                waiting = len(self.governor.scheduler) if shared is None else shared
+                return waiting + len(self.currently_running)
 
         def wipe_queue(self) -> None:
             self.governor.cancel_all_queued()

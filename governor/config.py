@@ -94,6 +94,10 @@ class GovernorConfig:
     admin_token: str | None = _setting(None, "Token for admin actions (Authorization: Bearer ...). Unset: admin "
                                        "actions are allowed from loopback only. GOVERNOR_ADMIN_TOKEN overrides it.",
                                        secret=True)
+    # -- cluster mode -----------------------------------------------------------------------------
+    redis_url: str | None = _setting(None, "Redis URL of the shared queue (cluster mode), e.g. "
+                                     "redis://10.0.0.5:6379/0; GOVERNOR_REDIS_URL overrides it. Takes effect "
+                                     "at the next start. Unset: single-server mode.", secret=True)
 
     # ---------------------------------------------------------------------------------------------
     def public(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import positions
 from .auth import require_job_access, require_priority_right
+from .cluster_queue import decode, retry_source, shared_config, unavailable
 from .config import ConfigError, GovernorConfig, apply_patch
 from .errors import bad_request, conflict, not_found
 from .jobs import Job, JobState, Priority, Reason
@@ -25,9 +26,46 @@ def find(rt: Runtime, prompt_id: str) -> Job:
     """The job, live or finished (from the store when it left the finished cache); 404 if unknown."""
     with rt.lock:
         job = rt.queue.find(prompt_id) or rt.store.get(prompt_id)
+        if rt.cluster is not None:  # the shared record is the truth (a fenced-off local end is not)
+            job = _cluster_find(rt, prompt_id, job)
         if job is None:
             raise not_found("job", prompt_id)
         return job
+
+
+def _cluster_find(rt: Runtime, prompt_id: str, local: Job | None) -> Job | None:
+    """The cluster's record of a job (this server's own while it runs here; the local one, if any,
+    while Redis is unreachable)."""
+    assert rt.cluster is not None
+    if prompt_id in rt.queue.running:
+        return rt.queue.jobs[prompt_id]
+    try:
+        shared = rt.cluster.lookup(prompt_id)
+    except Exception as e:
+        if local is not None:
+            return local
+        raise unavailable(e) from None
+    if shared is not None and local is not None and shared.state.final and local.state.final \
+            and shared.attempts == local.attempts:
+        return local  # this server ran it: its record is complete (the prompt body, for a retry)
+    return shared or local
+
+
+def _cluster_cancel(rt: Runtime, job: Job) -> None:
+    """Cancel a job of the shared queue that does not run here: removed if still pending, else its
+    server is asked to interrupt it (it records the cancel when the attempt ends)."""
+    assert rt.cluster is not None
+    try:
+        removed = rt.cluster.rq.remove(job.prompt_id)
+        if removed is None:
+            rt.cluster.request_cancel(job.prompt_id)
+            return
+        job.state, job.reason, job.finished_at = JobState.CANCELLED, Reason.CANCELLED, rt.clock()
+        rt.cluster.record_summary(job.prompt_id, job.summary(), retry_source(job))
+    except Exception as e:
+        raise unavailable(e) from None
+    positions.emit_job(rt, job)
+    rt.host.queue_changed()
 
 
 def cancel(rt: Runtime, prompt_id: str, *, client_id: str | None = None, admin: bool = True) -> Job:
@@ -35,7 +73,9 @@ def cancel(rt: Runtime, prompt_id: str, *, client_id: str | None = None, admin: 
     with rt.lock:
         job = find(rt, prompt_id)
         require_job_access(job.client_id, client_id, admin)
-        if job.state.queued:
+        if rt.cluster is not None and prompt_id not in rt.queue.running and not job.state.final:
+            _cluster_cancel(rt, job)
+        elif job.state.queued:
             rt.queue.unqueue(job)  # no error record: a cancel is not an error (``reason`` says cancelled)
             finalize(rt, job, JobState.CANCELLED, Reason.CANCELLED)
             rt.host.queue_changed()
@@ -54,6 +94,11 @@ def cancel_all_queued(rt: Runtime) -> int:
     """Cancel every queued job (ComfyUI's queue clear); returns how many."""
     with rt.lock:
         jobs = list(rt.queue.scheduler)
+        if rt.cluster is not None:
+            try:
+                jobs = [decode(q) for q in rt.cluster.rq.page(0, 100000)]
+            except Exception as e:
+                raise unavailable(e) from None
         for job in jobs:
             cancel(rt, job.prompt_id)
         return len(jobs)
@@ -69,8 +114,14 @@ def set_priority(rt: Runtime, prompt_id: str, priority: Priority, *, client_id: 
             raise conflict("job_not_queued", "Only a waiting job can change priority",
                            f"{prompt_id} is {job.state.value}")
         job.priority = priority
-        rt.queue.change_tier(job, int(priority))
-        rt.store.update(job)
+        if rt.cluster is not None:
+            try:
+                rt.cluster.rq.requeue(prompt_id, int(priority), priority=int(priority))
+            except Exception as e:
+                raise unavailable(e) from None
+        else:
+            rt.queue.change_tier(job, int(priority))
+            rt.store.update(job)
         positions.emit_job(rt, job)
         rt.host.queue_changed()
         rt.wake_worker()
@@ -86,6 +137,8 @@ def retry(rt: Runtime, prompt_id: str, *, client_id: str | None, admin: bool) ->
             raise conflict("job_not_retryable", "Only a failed or cancelled job can be retried",
                            f"{prompt_id} is {job.state.value}")
         full = rt.store.get(prompt_id)
+        if rt.cluster is not None and (full is None or not full.prompt):
+            full = _cluster_retry_source(rt, prompt_id)
         if full is None or not full.prompt:
             raise conflict("job_not_retryable", "The job's prompt is no longer stored", prompt_id)
         rt.queue.reopen(prompt_id)
@@ -97,8 +150,15 @@ def retry(rt: Runtime, prompt_id: str, *, client_id: str | None, admin: bool) ->
         full.started_at = full.finished_at = None
         full.not_before = 0.0
         full.tier = int(full.priority)
-        rt.queue.enqueue(full)
-        rt.store.update(full)
+        if rt.cluster is not None:
+            try:
+                rt.cluster.redis.delete(rt.cluster.key("where:" + prompt_id))
+                rt.cluster.push(full)
+            except Exception as e:
+                raise unavailable(e) from None
+        else:
+            rt.queue.enqueue(full)
+            rt.store.update(full)
         rt.host.delete_history(prompt_id)
         positions.emit_job(rt, full)
         rt.host.queue_changed()
@@ -106,14 +166,28 @@ def retry(rt: Runtime, prompt_id: str, *, client_id: str | None, admin: bool) ->
         return full
 
 
-def set_dispatch_state(rt: Runtime, state: str) -> None:
+def _cluster_retry_source(rt: Runtime, prompt_id: str) -> Job | None:
+    assert rt.cluster is not None
+    try:
+        return rt.cluster.retry_source(prompt_id)
+    except Exception as e:
+        raise unavailable(e) from None
+
+
+def set_dispatch_state(rt: Runtime, state: str, *, publish: bool = True) -> None:
     """``running``, ``paused`` or ``draining``: persisted, broadcast as ``governor.status``.
 
     Paused holds every queued job and stops its queue-timeout clock; leaving ``paused`` restarts
     the clock with the time each job had left. Draining dispatches like running (the queue is
-    finished) while admission refuses new prompts.
+    finished) while admission refuses new prompts. In cluster mode the state is the cluster's:
+    published in Redis (``publish``), every server applies it within a tick.
     """
     with rt.lock:
+        if rt.cluster is not None and publish:
+            try:
+                rt.cluster.publish_control(state=state)
+            except Exception as e:
+                raise unavailable(e) from None
         now = rt.clock()
         if state == PAUSED:
             rt.queue.hold(now)
@@ -135,6 +209,11 @@ def update_config(rt: Runtime, patch: Any) -> GovernorConfig:
             new = apply_patch(rt.config, patch)
         except ConfigError as e:
             raise bad_request("invalid_config", "Invalid governor settings", str(e), errors=e.errors) from None
+        if rt.cluster is not None:
+            try:
+                rt.cluster.publish_control(config=shared_config(new))
+            except Exception as e:
+                raise unavailable(e) from None
         rt.config_file.save(new)
         apply_config(rt, new)
         return new
@@ -143,4 +222,6 @@ def update_config(rt: Runtime, patch: Any) -> GovernorConfig:
 def apply_config(rt: Runtime, new: GovernorConfig) -> None:
     rt.config = new
     rt.queue.set_aging_interval(new.aging_interval)
+    if rt.cluster is not None:
+        rt.cluster.rq.aging_interval = new.aging_interval
     rt.wake_worker()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import positions
+from . import cluster_work, positions
 from .jobs import Job, JobState, Reason
 from .leases import Lease
 from .memory import MemoryReading, evaluate_gate
@@ -55,13 +55,16 @@ def dispatch(rt: Runtime, timeout: float | None, wake: Callable[[], bool] | None
             remaining = None if deadline is None else deadline - now
             if remaining is not None and remaining <= 0:
                 return Dispatch()
-            poll = BUSY_POLL if rt.queue.pending else IDLE_POLL
+            poll = BUSY_POLL if (rt.queue.pending or rt.cluster is not None) else IDLE_POLL
             rt.cond.wait(poll if remaining is None else min(remaining, poll))
 
 
 def _try_dispatch(rt: Runtime, now: float) -> Dispatch | None:
     if not rt.ready or rt.dispatch_state == PAUSED:  # draining keeps dispatching: it finishes the queue
         return None
+    if rt.cluster is not None:  # the shared queue in Redis: the globally next job this server can run
+        job = cluster_work.try_dispatch(rt, now)
+        return None if job is None else Dispatch(job=job)
     cfg = rt.config
     while True:
         head = rt.queue.scheduler.first(lambda j: j.not_before <= now)

@@ -20,6 +20,7 @@ from typing import Any
 from . import admission, control, dispatch, outcomes, recovery, views, watchdog
 from .admission import Ticket
 from .auth import is_admin_request
+from .cluster_context import ClusterContext
 from .config import ConfigFile, GovernorConfig
 from .dispatch import Dispatch
 from .failures import ErrorReport
@@ -181,6 +182,18 @@ class Governor:
     def list_jobs(self, client_id: str | None = None, state: str | None = None, limit: int = 100,
                   offset: int = 0, viewer: Viewer = EVERYONE) -> dict[str, Any]:
         return views.list_jobs(self.rt, client_id, state, limit, offset, viewer)
+
+    def cluster_pending(self, limit: int = 500) -> list[Job] | None:
+        """Cluster mode: the first ``limit`` pending jobs of the shared queue in run order; else None."""
+        return views.cluster_pending(self.rt, limit)
+
+    @property
+    def cluster_context(self) -> ClusterContext | None:
+        """Cluster mode: which Redis, cluster and server this is (``cluster_context``); else None."""
+        return views.cluster_context(self.rt)
+
+    def cluster_depth(self) -> int | None:
+        return views.cluster_depth(self.rt)
 
     def health(self) -> dict[str, Any]:
         return views.health(self.rt)

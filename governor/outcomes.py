@@ -111,7 +111,11 @@ def _retry(rt: Runtime, job: Job, reason: Reason, now: float) -> None:
     job.queued_at = now
     job.started_at = None
     rt.set_state(job, JobState.PENDING, persist=False)
-    rt.queue.enqueue(job, head=True)
+    if rt.cluster is not None:  # back to the head of the shared queue: any server may run the retry
+        rt.queue.release_job(job.prompt_id)
+        rt.cluster.retried(job, job.not_before, now)
+    else:
+        rt.queue.enqueue(job, head=True)
     rt.store.update(job)
     log.warning("prompt %s failed with %s (attempt %d/%d); retrying in %.1f s", job.prompt_id, reason.value,
                 job.attempts, job.max_attempts, delay)
@@ -133,6 +137,8 @@ def finalize(rt: Runtime, job: Job, state: JobState, reason: Reason | None) -> N
     job.finished_at = now
     job.not_before = 0.0
     rt.queue.finish(job, keep=rt.config.history_retention)
+    if rt.cluster is not None and rt.cluster.attempts.get(job.prompt_id) is not None:
+        rt.cluster.finished(job)  # fenced: refused if this server was declared dead meanwhile
     waited_until = job.started_at if job.started_at is not None else now
     rt.metrics.wait_seconds.labels(state.value).observe(max(0.0, waited_until - job.queued_at))
     rt.metrics.finished.labels(state.value, reason.value if reason else "").inc()

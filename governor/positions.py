@@ -21,6 +21,7 @@ from .runtime import PAUSED, RUNNING, Runtime
 ETA_EXACT_LIMIT = 256  # beyond this many jobs ahead (and no current table), ETA is extrapolated
 OVERRUN_FLOOR = 0.1  # a running attempt is never expected to end in less than this fraction of its usual time
 NEVER = float("inf")
+CLUSTER_BROADCAST_LIMIT = 200  # cluster mode: position deltas go to the first this many jobs of the shared queue
 
 
 def _expected(rt: Runtime, job: Job) -> float | None:
@@ -88,7 +89,14 @@ def invalidate(rt: Runtime) -> None:
 
 
 def position_of(rt: Runtime, job: Job) -> int | None:
-    """1-based place among queued jobs; None when ``job`` is not queued."""
+    """1-based place among queued jobs (cluster mode: in the whole cluster, ZRANK); None when not queued."""
+    if rt.cluster is not None:
+        if not job.state.queued:
+            return None
+        try:
+            return rt.cluster.rq.position(job.prompt_id)
+        except Exception:  # Redis unreachable: the place is unknown for now
+            return None
     return rt.queue.scheduler.position(job) if rt.queue.is_queued(job.prompt_id) else None
 
 
@@ -107,6 +115,12 @@ def eta_for(rt: Runtime, job: Job, position: int) -> float | None:
     if rt.dispatch_state == PAUSED:
         return None  # nothing starts until an admin resumes
     now = rt.clock()
+    if rt.cluster is not None:  # the jobs ahead share the cluster's live servers
+        expected = rt.stats.expected_seconds(job.fingerprint) or rt.stats.expected_seconds("")
+        if expected is None:
+            return None
+        servers = max(1, rt.cluster.alive_count)
+        return round(((position - 1) // servers) * expected, 1)
     cache, scheduler = rt.positions, rt.queue.scheduler
     if cache.version == scheduler.version and now < cache.valid_until:
         return _seconds(cache.table.get(job.prompt_id, (0, None))[1], now)
@@ -148,6 +162,9 @@ def broadcast(rt: Runtime, now: float, force: bool = False) -> None:
     cache, queue = rt.positions, rt.queue
     if not force and now - cache.last_broadcast < rt.config.event_throttle:
         return
+    if rt.cluster is not None:
+        _cluster_broadcast(rt, now)
+        return
     if not force and cache.broadcast_version == queue.scheduler.version and now < cache.valid_until:
         return
     table = _table(rt, now)
@@ -173,6 +190,36 @@ def broadcast(rt: Runtime, now: float, force: bool = False) -> None:
     for sid, jobs in by_sid.items():
         cache.sent_totals[sid] = total
         rt.host.send("governor.queue", {"pending": total, "running": len(queue.running), "jobs": jobs}, sid)
+
+
+def _cluster_broadcast(rt: Runtime, now: float) -> None:
+    """Cluster mode: the same deltas for the first ``CLUSTER_BROADCAST_LIMIT`` jobs of the shared
+    queue (one page script); a client id that is not connected here is dropped by the host."""
+    assert rt.cluster is not None
+    cache = rt.positions
+    cache.last_broadcast = now
+    try:
+        page, total = rt.cluster.rq.page(0, CLUSTER_BROADCAST_LIMIT), len(rt.cluster.rq)
+    except Exception:
+        return  # Redis unreachable: the next tick tries again
+    expected = None if rt.dispatch_state == PAUSED else rt.stats.expected_seconds("")
+    servers = max(1, rt.cluster.alive_count)
+    by_sid: dict[str, dict[str, Any]] = {}
+    for position, q in enumerate(page, start=1):
+        if q.fair_key.startswith("ip:"):
+            continue  # no client id: nobody to tell
+        eta = None if expected is None else round(((position - 1) // servers) * expected, 1)
+        if cache.sent.get(q.prompt_id) == (position, eta) and cache.sent_totals.get(q.fair_key) == total:
+            continue
+        cache.sent[q.prompt_id] = (position, eta)
+        by_sid.setdefault(q.fair_key, {})[q.prompt_id] = {"position": position, "eta_s": eta,
+                                                            "state": "pending", "times_out_in_s": None}
+    listed = {q.prompt_id for q in page}
+    for prompt_id in [p for p in cache.sent if p not in listed]:
+        del cache.sent[prompt_id]  # taken, ended or beyond the limit
+    for sid, jobs in by_sid.items():
+        cache.sent_totals[sid] = total
+        rt.host.send("governor.queue", {"pending": total, "running": len(rt.queue.running), "jobs": jobs}, sid)
 
 
 def forget(rt: Runtime, prompt_id: str) -> None:

@@ -183,6 +183,18 @@ class QueueState:
         self.running[job.prompt_id] = Attempt(lease, memory_baseline)
         return gate
 
+    def adopt(self, job: Job, lease: Lease | None, memory_baseline: int | None) -> None:
+        """Cluster mode: ``job`` was taken from the shared queue and starts here (it was never queued here)."""
+        self.jobs[job.prompt_id] = job
+        self.dispatch_counter += 1
+        job.dispatch_number = self.dispatch_counter
+        self.running[job.prompt_id] = Attempt(lease, memory_baseline)
+
+    def release_job(self, prompt_id: str) -> None:
+        """Cluster mode: a job whose attempt ended here went back to the shared queue (a retry)."""
+        self.jobs.pop(prompt_id, None)
+        self.running.pop(prompt_id, None)
+
     def attempt(self, prompt_id: str) -> Attempt | None:
         return self.running.get(prompt_id)
 

@@ -21,6 +21,10 @@ attempt        attempts started so far; the running attempt's fencing token
 max_attempts   crash-rerun cap (0 = none)
 state          pending | running
 server         the server running it ('' while pending); started_at when it was taken
+queue_timeout  seconds it may wait from ``queued_at`` (absent = none); ``deadlines`` ZSET indexes
+               pending jobs by ``queued_at + queue_timeout``
+origin_server  the server that admitted it (also kept in ``where:<prompt_id>`` with ``server``,
+               for 7 days after the job ended: ``cluster_context.ClusterContext``)
 payload        opaque to Redis
 =============  ========================================================================
 """
@@ -81,6 +85,8 @@ class QueuedJob:
     server: str = ""
     started_at: float | None = None
     payload: str = ""
+    origin_server: str = ""  # the server that admitted it ('' = not recorded)
+    queue_timeout: float = 0.0  # seconds it may wait from ``queued_at`` (0 = none): index ``deadlines``
 
     def __post_init__(self) -> None:
         if self.tier is None:
@@ -96,6 +102,10 @@ class QueuedJob:
                   "queued_at": repr(float(self.queued_at)), "not_before": repr(float(self.not_before)),
                   "sig": sig, "classes": joined, "max_attempts": int(self.max_attempts),
                   "attempt": int(self.attempt), "payload": self.payload}
+        if self.origin_server:
+            values["origin_server"] = self.origin_server
+        if self.queue_timeout:
+            values["queue_timeout"] = repr(float(self.queue_timeout))
         return [str(x) for pair in values.items() for x in pair]
 
     @classmethod
@@ -112,4 +122,5 @@ class QueuedJob:
                    node_classes=frozenset(classes.split("\n")) if classes else frozenset(),
                    max_attempts=int(raw.get("max_attempts", 0)), attempt=int(raw.get("attempt", 0)),
                    state=raw.get("state", "pending"), server=raw.get("server", ""),
-                   started_at=float(started) if started else None, payload=raw.get("payload", ""))
+                   started_at=float(started) if started else None, payload=raw.get("payload", ""),
+                   origin_server=raw.get("origin_server", ""), queue_timeout=float(raw.get("queue_timeout") or 0))

@@ -59,8 +59,9 @@ class RedisLeaseManager:
     """``max_concurrent`` slots of one GPU, shared by every instance that uses the same Redis and cluster.
 
     ``ttl`` (seconds) is how long a slot outlives its holder's last renewal; ``start_heartbeat``
-    renews every ``ttl / 3`` from a daemon thread (or call ``renew()`` yourself). Methods raise
-    ``redis.RedisError`` when Redis cannot be reached (the heartbeat thread logs and retries).
+    renews every ``ttl / 3`` from a daemon thread (or call ``renew()`` yourself). Methods other than
+    ``release`` raise ``redis.RedisError`` when Redis cannot be reached (the heartbeat thread logs and
+    retries).
     """
 
     def __init__(self, client: Any, cluster: str, gpu_key: str, instance_id: str, *, ttl: float = 15.0) -> None:
@@ -100,11 +101,19 @@ class RedisLeaseManager:
         return lease
 
     def release(self, lease: RedisLease) -> None:
-        """Free the slot if this lease still holds it (a lapsed lease frees nothing)."""
+        """Free the slot if this lease still holds it (a lapsed lease frees nothing).
+
+        Never raises: while Redis is unreachable the slot is no longer renewed and lapses after ``ttl``
+        (an attempt that ended must be able to report, whatever Redis does).
+        """
         with self._lock:
             if self._held.get(lease.slot) is lease:
                 del self._held[lease.slot]
-        self._release(keys=[self.base + "slots"], args=[self.base, lease.slot, lease.token])
+        try:
+            self._release(keys=[self.base + "slots"], args=[self.base, lease.slot, lease.token])
+        except Exception as e:  # redis.RedisError, OSError
+            log.warning("could not free GPU slot %d of %s in Redis (%s); it lapses in %.0f s", lease.slot,
+                        self.gpu_key, e, self.ttl)
 
     def renew(self) -> list[RedisLease]:
         """Extend every held slot by ``ttl``; return (and forget) those that were lost."""

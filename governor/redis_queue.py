@@ -131,6 +131,11 @@ class RedisQueue:
         reply = self._run("page", str(int(offset)), str(int(limit)), "1" if payload else "0")
         return [QueuedJob.from_flat(flat) for flat in reply]
 
+    def expired(self, now: float, limit: int = 50) -> list[str]:
+        """Pending jobs whose queue timeout passed (``deadlines`` ZSET, O(log n + limit))."""
+        return [text(p) for p in self.client.zrangebyscore(self._key("deadlines"), "-inf", repr(float(now)),
+                                                             start=0, num=limit)]
+
     def get(self, prompt_id: str) -> QueuedJob | None:
         """The job (pending or running), or None."""
         flat = self.client.hgetall(self._key("job:" + prompt_id))
@@ -146,9 +151,12 @@ class RedisQueue:
         return text(self.client.hget(self._key("job:" + prompt_id), "state") or "") == "pending"
 
     # -- running (fenced) -------------------------------------------------------------------------
-    def finish(self, prompt_id: str, attempt: int) -> bool:
-        """End a running job's attempt (success or final failure). False if ``attempt`` is stale."""
-        return bool(self._run("finish", prompt_id, str(int(attempt))))
+    def finish(self, prompt_id: str, attempt: int, *, summary: str = "", retry: str = "") -> bool:
+        """End a running job's attempt (success or final failure). False if ``attempt`` is stale.
+
+        ``summary`` / ``retry`` (JSON) are kept in ``where:<prompt_id>`` in the same script.
+        """
+        return bool(self._run("finish", prompt_id, str(int(attempt)), summary, retry))
 
     def retry(self, prompt_id: str, attempt: int, *, not_before: float, now: float) -> bool:
         """Send a running attempt back to the head of its tier (retry backoff). False if stale."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .cluster_queue import ClusterQueue
 from .config import ConfigFile, GovernorConfig
 from .host import Host
 from .jobs import Job, JobState
@@ -64,6 +65,7 @@ class Runtime:
     last_reading: MemoryReading | None = None
     recent_prompts: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)  # duplicate guard
     finished_since_prune: int = 0
+    cluster: ClusterQueue | None = None  # cluster mode: the shared queue in Redis (``cluster_work``)
 
     def __post_init__(self) -> None:
         self.cond = threading.Condition(self.lock)

@@ -97,6 +97,9 @@ class JobStore(Protocol):
     def idempotency_prune(self, now: float) -> None:
         """Delete the records expired at ``now`` (housekeeping; lookups already ignore them)."""
 
+    def forget(self, prompt_id: str) -> None:
+        """Delete a job's record (cluster mode: a pending job moved to the shared queue)."""
+
     def close(self) -> None:
         """Release the store's resources; no call follows."""
 
@@ -211,6 +214,9 @@ class SqliteJobStore:
     def max_seq(self) -> int:
         row = self._exec("SELECT MAX(seq) FROM jobs").fetchone()
         return int(row[0] or 0)
+
+    def forget(self, prompt_id: str) -> None:
+        self._exec("DELETE FROM jobs WHERE prompt_id = ?", (prompt_id,))
 
     def kv_get(self, key: str) -> Any:
         row = self._exec("SELECT value FROM kv WHERE key=?", (key,)).fetchone()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__, positions
+from .cluster_context import ClusterContext
+from .cluster_queue import decode, unavailable
 from .jobs import Job, JobState
 from .runtime import Runtime
 
@@ -49,7 +51,19 @@ def job_view(rt: Runtime, job: Job, viewer: Viewer = EVERYONE) -> dict[str, Any]
         out["position"] = position
         out["eta_s"] = eta
         out["times_out_in_s"] = positions.times_out_in(rt, job, eta)
+        if rt.cluster is not None:  # the server running it or that ran it last
+            out["server"] = _server_of(rt, job)
         return out
+
+
+def _server_of(rt: Runtime, job: Job) -> str | None:
+    assert rt.cluster is not None
+    if job.prompt_id in rt.queue.running:
+        return rt.cluster.server_id
+    try:
+        return rt.cluster.ctx.server_of(job.prompt_id) if not job.state.queued else None
+    except Exception:
+        return None
 
 
 def list_jobs(rt: Runtime, client_id: str | None = None, state: str | None = None, limit: int = 100,
@@ -58,7 +72,10 @@ def list_jobs(rt: Runtime, client_id: str | None = None, state: str | None = Non
     with rt.lock:
         queue = rt.queue
         running = [queue.jobs[p] for p in queue.running]
-        candidates = running + list(queue.scheduler) + list(reversed(queue.finished.values()))
+        waiting = list(queue.scheduler)
+        if rt.cluster is not None:  # the cluster's running and pending jobs (pending: one page script)
+            running, waiting = cluster_live(rt, offset + limit if client_id is None and state is None else 10000)
+        candidates = running + waiting + list(reversed(queue.finished.values()))
         if client_id is not None:
             candidates = [j for j in candidates if j.client_id == client_id]
         if state is not None:
@@ -68,13 +85,55 @@ def list_jobs(rt: Runtime, client_id: str | None = None, state: str | None = Non
                 "limit": limit}
 
 
+def cluster_live(rt: Runtime, pending_limit: int) -> tuple[list[Job], list[Job]]:
+    """(running jobs anywhere in the cluster, the first ``pending_limit`` pending ones in run order)."""
+    assert rt.cluster is not None
+    local = {p: rt.queue.jobs[p] for p in rt.queue.running}
+    try:
+        elsewhere = [p for p in rt.cluster.running_elsewhere() if p not in local]
+        running = list(local.values()) + [j for j in map(rt.cluster.lookup, elsewhere) if j is not None]
+        return running, [decode(q) for q in rt.cluster.rq.page(0, pending_limit, payload=True)]
+    except Exception as e:
+        raise unavailable(e) from None
+
+
+def cluster_pending(rt: Runtime, limit: int) -> list[Job] | None:
+    """The shared queue's first ``limit`` pending jobs (``[]`` while Redis is unreachable); None off cluster."""
+    if rt.cluster is None:
+        return None
+    try:
+        return [decode(q) for q in rt.cluster.rq.page(0, limit, payload=True)]
+    except Exception:
+        return []
+
+
+def _pending(rt: Runtime) -> int:
+    """Jobs waiting: the shared queue's length in cluster mode, else this server's."""
+    depth = cluster_depth(rt)
+    return rt.queue.pending if depth is None else depth
+
+
+def cluster_context(rt: Runtime) -> ClusterContext | None:
+    return None if rt.cluster is None else rt.cluster.ctx
+
+
+def cluster_depth(rt: Runtime) -> int | None:
+    """Pending jobs in the shared queue (ZCARD; 0 while Redis is unreachable); None off cluster."""
+    if rt.cluster is None:
+        return None
+    try:
+        return len(rt.cluster.rq)
+    except Exception:
+        return 0
+
+
 def health(rt: Runtime) -> dict[str, Any]:
     """Ready, and the worker thread alive: it asks for work every few seconds unless it is running one."""
     with rt.lock:
         seen = None if rt.worker_seen is None else round(time.monotonic() - rt.worker_seen, 1)
         worker_ok = bool(rt.queue.running) or (seen is not None and seen < WORKER_SILENCE_LIMIT)
         return {"ok": rt.ready and worker_ok, "ready": rt.ready, "worker_seen_s_ago": seen,
-                "running": len(rt.queue.running), "pending": rt.queue.pending, "state": rt.dispatch_state,
+                "running": len(rt.queue.running), "pending": _pending(rt), "state": rt.dispatch_state,
                 "version": __version__}
 
 
@@ -105,7 +164,7 @@ def status(rt: Runtime, *, can_admin: bool = False, viewer: Viewer = EVERYONE) -
             "state": rt.dispatch_state,
             "ready": rt.ready,
             "counts": {"by_state": dict(by_state), "pending_by_priority": dict(by_priority),
-                       "pending": queue.pending, "running": len(queue.running)},
+                       "pending": _pending(rt), "running": len(queue.running)},
             "running": [job_view(rt, queue.jobs[p], viewer) for p in queue.running],
             "memory": None if reading is None else {"used": reading.used, "total": reading.total,
                                                     "source": reading.source,

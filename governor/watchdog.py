@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from . import positions
+from . import cluster_work, positions
 from .admission import timeout_remedy
 from .control import apply_config
 from .jobs import Job, JobState, Reason
@@ -32,6 +32,7 @@ def tick(rt: Runtime) -> None:
         if rt.config_file.changed():
             apply_config(rt, rt.config_file.load())
             log.info("governor settings reloaded from %s", rt.config_file.path)
+        cluster_work.maintenance(rt, now)
         promoted = rt.queue.promote_aged(now)
         for job in promoted:
             rt.store.update(job)

@@ -76,17 +76,23 @@ local function enqueue(pid, mode, lane, vstart)
     redis.call('ZADD', P .. 'aging:' .. aging_steps(tonumber(f[6]), tier), f[5], aging_member(seq, pid))
   end
   redis.call('HSET', jk, 'lane', lane, 'vstart', int(vstart), 'member', member, 'state', 'pending', 'server', '')
+  redis.call('HINCRBY', P .. 'clients', f[2], 1) -- pending jobs per client (admission caps)
+  local qt = tonumber(redis.call('HGET', jk, 'queue_timeout') or '0') or 0
+  if qt > 0 then redis.call('ZADD', P .. 'deadlines', tonumber(f[5]) + qt, pid) end -- queue timeout
   return lane, vstart
 end
 
 -- Take a pending job out of every index (its hash stays).
 local function dequeue(pid)
   local jk = P .. 'job:' .. pid
-  local f = redis.call('HMGET', jk, 'member', 'sig', 'tier', 'priority', 'seq')
-  redis.call('ZREM', P .. 'pending', f[1])
+  local f = redis.call('HMGET', jk, 'member', 'sig', 'tier', 'priority', 'seq', 'fair_key')
+  if redis.call('ZREM', P .. 'pending', f[1]) == 1 and f[6] then
+    if redis.call('HINCRBY', P .. 'clients', f[6], -1) <= 0 then redis.call('HDEL', P .. 'clients', f[6]) end
+  end
   local qk = P .. 'q:' .. f[2]
   redis.call('ZREM', qk, f[1])
   if redis.call('EXISTS', qk) == 0 then redis.call('HDEL', P .. 'sigs', f[2]) end
+  redis.call('ZREM', P .. 'deadlines', pid)
   local tier = tonumber(f[3])
   if tier > 0 then
     redis.call('ZREM', P .. 'aging:' .. aging_steps(tonumber(f[4]), tier), aging_member(tonumber(f[5]), pid))

@@ -13,5 +13,10 @@ end
 local fields = {}
 for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', jk, 'prompt_id', pid, 'seq', int(seq), unpack(fields))
+local origin = redis.call('HGET', jk, 'origin_server')
+if origin then -- where the job came from stays readable after it ended (ClusterContext.origin_of)
+  redis.call('HSET', P .. 'where:' .. pid, 'origin_server', origin)
+  redis.call('PEXPIRE', P .. 'where:' .. pid, 604800000)
+end
 local lane, vstart = enqueue(pid, mode, tonumber(ARGV[5]), tonumber(ARGV[6]))
 return {seq, lane, vstart}

@@ -2,8 +2,11 @@
 -- Picks the first pending job in dispatch order whose not_before <= now and whose node classes are
 -- all members of the server's set; dispatches it (advances its tier's virtual time, as
 -- FairScheduler.mark_dispatched), bumps its attempt and marks it running on the server.
--- Returns the job hash as a flat list, or false. Cost: one head look-up per class signature.
+-- Returns the job hash as a flat list, or false (also while the cluster is paused: control state).
+-- Cost: one head look-up per class signature.
 local server, classes_key, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- a cluster paused through any server takes effect at once, not at each server's next poll
+if redis.call('HGET', P .. 'control', 'state') == '"paused"' then return false end
 local sigs = redis.call('HGETALL', P .. 'sigs')
 local candidates = {}
 for i = 1, #sigs, 2 do
@@ -58,4 +61,6 @@ redis.call('HINCRBY', jk, 'attempt', 1)
 redis.call('HSET', jk, 'state', 'running', 'server', server, 'started_at', ARGV[4], 'member', '')
 redis.call('HSET', P .. 'running', pid, server)
 redis.call('SADD', P .. 'srv:' .. server .. ':running', pid)
+redis.call('HSET', P .. 'where:' .. pid, 'server', server)
+redis.call('PEXPIRE', P .. 'where:' .. pid, 604800000)
 return redis.call('HGETALL', jk)

@@ -8,6 +8,7 @@ copies the value into ``/queue`` and ``/history``, and NaN is not valid JSON for
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -124,7 +125,39 @@ class RGTestAllocate(_AlwaysRun):
         return _done(f"held {total} MB")
 
 
+class RGTestRecord(_AlwaysRun):
+    """Appends ``start <tag> <pid>`` to ``path``, sleeps ``seconds`` in slices, then appends
+    ``done <tag> <pid>``: a log of every execution, for exactly-once counts across servers."""
+
+    @classmethod
+    def INPUT_TYPES(cls):  # noqa: N802
+        return {"required": {
+            "path": ("STRING", {"default": ""}),
+            "tag": ("STRING", {"default": ""}),
+            "seconds": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 3600.0, "step": 0.01}),
+        }}
+
+    def run(self, path, tag, seconds):
+        _append(path, f"start {tag} {os.getpid()}")
+        steps = max(1, int(seconds / 0.1))
+        pbar = comfy.utils.ProgressBar(steps)
+        for _ in range(steps):
+            time.sleep(seconds / steps)
+            pbar.update(1)
+        _append(path, f"done {tag} {os.getpid()}")
+        return _done(f"recorded {tag}")
+
+
+def _append(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # one write(2) per line: atomic append
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 NODE_CLASS_MAPPINGS = {
+    "RGTestRecord": RGTestRecord,
     "RGTestSleep": RGTestSleep,
     "RGTestIgnoreInterrupt": RGTestIgnoreInterrupt,
     "RGTestFailNTimes": RGTestFailNTimes,
