@@ -191,6 +191,7 @@ class GovernorUI {
       minVersion: MIN_API_VERSION,
       status: this.availability === Availability.OK ? this.status : null,
       config: this.config,
+      cluster: this.cluster,
       canAdmin: Boolean(this.status?.can_admin) && this.availability === Availability.OK,
       clientId: this.clientId(),
       busy: this.busy,
@@ -228,12 +229,21 @@ class GovernorUI {
     if (result.ok) this.config = result.body;
   }
 
+  /** The cluster's servers for the panel; a 404 (not in cluster mode) stops asking until a refresh. */
+  async syncCluster() {
+    if (this.clusterMissing) return;
+    const result = await this.client.cluster();
+    if (result.status === 404 || result.status === 405) this.clusterMissing = true;
+    this.cluster = result.ok && Array.isArray(result.body?.servers) ? result.body : null;
+  }
+
   async pollPanel() {
     const ok = await this.probe();
     this.polls = (this.polls || 0) + 1;
     if (ok) {
       // Events keep the list current; the listing every other poll adds what events do not carry.
       if (this.polls % 2 === 1) await this.syncJobs();
+      if (this.polls % 2 === 1) await this.syncCluster();
       if (this.status.can_admin && !this.config) await this.loadConfig();
     }
     this.render();
@@ -242,6 +252,7 @@ class GovernorUI {
 
   async refresh() {
     this.config = null;
+    this.clusterMissing = false;
     this.polls = 0;
     await this.pollPanel();
   }
