@@ -97,8 +97,9 @@ async def _local(handler, request: web.Request):
 
 async def _proxy(request: web.Request, target: str, owner: str, max_bytes: int, timeout_s: float):
     headers = {PROXY_HEADER: "1"}
-    if "Authorization" in request.headers:  # the cluster's servers share their admin token
-        headers["Authorization"] = request.headers["Authorization"]
+    for name in ("Authorization", "X-Governor-Token"):  # the cluster's servers share their admin token
+        if name in request.headers:
+            headers[name] = request.headers[name]
     timeout = ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
     response: web.StreamResponse | None = None
     try:
