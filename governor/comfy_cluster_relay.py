@@ -1,8 +1,8 @@
 """Binds the cluster relay (``cluster_relay``, ``cluster_relay_view``) to a running ComfyUI.
 
 On the server that runs a prompt another server admitted (B), ``install``:
-* wraps ``PromptServer.send_sync`` *below* the governor's filter of retried attempts (call it
-  before ``comfy_adapter._hide_retried_attempt_events``), so a hidden event is not relayed either;
+* hooks in *below* the governor's filter of retried attempts (its ``downstream``; or wraps
+  ``send_sync`` when the filter is not installed yet), so a hidden event is not relayed either;
   every event for that prompt's client (JSON events naming the prompt, and binary previews sent to
   its sid while it runs) is published to the admitting server's stream;
 * wraps the queue's ``task_done``: once ComfyUI wrote the prompt's final history entry, the entry
@@ -163,18 +163,23 @@ def _subscriber_client(client):
 def install(prompt_server, ctx: ClusterView, *, shared_output: bool | None = None, registry=None) -> ClusterRelay:
     """Relay events and history of this server's prompts across the cluster; proxy ``/view``.
 
-    Call at pack import, after the governed queue replaced ``prompt_queue`` and before the
-    governor's ``send_sync`` filter is installed. ``registry`` (a ``ClusterRegistry``, default
+    Call at pack import, after the governed queue replaced ``prompt_queue`` (before or after the
+    governor's ``send_sync`` filter: the relay always sits below it). ``registry`` (a ``ClusterRegistry``, default
     ``ctx.registry``) gives the URL of a file's server for ``/view``.
     """
-    original = prompt_server.send_sync
+    governed = prompt_server.send_sync
+    below_filter = hasattr(governed, "downstream")  # the governor's filter of retried attempts is installed
+    original = governed.downstream if below_filter else governed
 
     def send_binary_async(event, data, sid):
         asyncio.run_coroutine_threadsafe(prompt_server.send_bytes(event, data, sid), prompt_server.loop)
 
     relay = ClusterRelay(ctx, original, store_history=_history_store(prompt_server),
                          send_binary_async=send_binary_async)
-    prompt_server.send_sync = relay.relay_send
+    if below_filter:
+        governed.downstream = relay.relay_send
+    else:
+        prompt_server.send_sync = relay.relay_send
 
     queue = prompt_server.prompt_queue
     task_done = queue.task_done
