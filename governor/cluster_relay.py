@@ -23,6 +23,7 @@ import base64
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -61,13 +62,19 @@ class RelayRoutes:
     ``route(prompt_id, sid)`` answers the origin server for an event (None: deliver locally only).
     An event naming its prompt is looked up (one Redis read per prompt, then cached); the sid of a
     remote prompt is remembered until an event of a local prompt goes to that sid, so events that
-    carry no prompt id (binary previews) follow their sid. A failing lookup relays nothing and is retried on the next event.
+    carry no prompt id (binary previews) follow their sid. A failing lookup relays nothing; lookups pause ``retry_after_s``
+    seconds after a failure, so that with Redis down no event (some are sent from the server's event
+    loop) waits on a socket timeout more than once per pause.
     """
 
-    def __init__(self, origin_of: Callable[[str], str | None], server_id: str, cache_size: int = 4096) -> None:
+    def __init__(self, origin_of: Callable[[str], str | None], server_id: str, cache_size: int = 4096,
+                 retry_after_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.origin_of = origin_of
         self.server_id = server_id
         self.cache_size = cache_size
+        self.retry_after_s = retry_after_s
+        self.clock = clock
+        self._down_until = 0.0  # after a failed lookup, Redis is not asked again before this
         self._origins: OrderedDict[str, str | None] = OrderedDict()
         self._by_sid: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -77,10 +84,14 @@ class RelayRoutes:
         with self._lock:
             if prompt_id in self._origins:
                 return self._origins[prompt_id]
+            if self.clock() < self._down_until:
+                return None
         try:
             origin = self.origin_of(prompt_id)
-        except Exception as e:  # Redis down: deliver locally, ask again next time
+        except Exception as e:  # Redis down: deliver locally; no event waits on Redis for a while
             log.warning("cluster relay: no origin for %s (%s)", prompt_id, e)
+            with self._lock:
+                self._down_until = self.clock() + self.retry_after_s
             return None
         remote = origin if origin and origin != self.server_id else None
         with self._lock:

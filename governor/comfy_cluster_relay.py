@@ -99,9 +99,10 @@ class ClusterRelay:
             kind, body = encode_binary(event, data)
             self.publisher.event(route[0], route[1], kind, body, sid)
             return
-        if event not in RELAYED_JSON or not isinstance(data, dict) or not isinstance(data.get("prompt_id"), str):
+        if event not in RELAYED_JSON or not isinstance(data, dict):
             return
-        route = self.routes.route(data["prompt_id"], sid)
+        prompt_id = data.get("prompt_id")
+        route = self.routes.route(prompt_id if isinstance(prompt_id, str) else None, sid)
         if route is None:
             return
         files = {}

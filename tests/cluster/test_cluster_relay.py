@@ -155,16 +155,37 @@ def test_a_restarted_server_gets_the_history_in_its_stream_but_not_stale_live_ev
     assert fresh.poll() == 1 and a.sent[0][0] == "progress"
 
 
-def test_a_failing_origin_lookup_relays_nothing_and_sends_locally(pair):
+def test_a_failing_origin_lookup_relays_nothing_sends_locally_and_pauses_lookups(pair):
     a, b, sub = pair
     sub.poll()
+    now = [100.0]
+    calls = []
 
-    def broken(_prompt_id):
-        raise redis.ConnectionError("down")
+    def flaky(prompt_id):
+        calls.append(prompt_id)
+        if len(calls) == 1:
+            raise redis.ConnectionError("down")
+        return "A"
 
-    b.relay.routes = RelayRoutes(broken, "B")
+    b.relay.routes = RelayRoutes(flaky, "B", retry_after_s=2.0, clock=lambda: now[0])
     b.relay.relay_send("progress", {"value": 1, "max": 2, "prompt_id": "remote-1"}, "client-7")
-    assert sub.poll() == 0 and [e for e, _d, _s in b.sent] == ["progress"]
+    b.relay.relay_send("progress", {"value": 2, "max": 2, "prompt_id": "remote-1"}, "client-7")
+    assert sub.poll() == 0 and [e for e, _d, _s in b.sent] == ["progress", "progress"]
+    assert calls == ["remote-1"]  # the second event did not wait on Redis again
+    now[0] += 2.5
+    b.relay.relay_send("progress", {"value": 2, "max": 2, "prompt_id": "remote-1"}, "client-7")
+    assert calls == ["remote-1", "remote-1"] and sub.poll() == 1
+
+
+def test_events_without_a_prompt_id_follow_the_sid_of_the_remote_prompt(pair):
+    a, b, sub = pair
+    sub.poll()
+    b.relay.relay_send("execution_start", {"prompt_id": "remote-1"}, "client-7")
+    queue = {"pending": 4, "running": 2, "jobs": {"remote-1": {"position": None, "state": "running"}}}
+    b.relay.relay_send("governor.queue", queue, "client-7")
+    b.relay.relay_send("governor.queue", queue, "client-8")  # another client: not relayed
+    b.relay.relay_send("status", {"status": {}}, "client-7")  # B's own queue counter: never relayed
+    assert sub.poll() == 2 and a.sent[1] == ("governor.queue", queue, "client-7")
 
 
 def test_the_subscriber_thread_delivers_without_polling(pair):
