@@ -260,8 +260,11 @@ class RelaySubscriber:
         if not self._thread.is_alive():
             self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, join_s: float = 0.0) -> None:
+        """Stop reading; wait up to ``join_s`` seconds for the thread (it ends within one read, 1 s)."""
         self._stop.set()
+        if join_s > 0 and self._thread.is_alive():
+            self._thread.join(join_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():

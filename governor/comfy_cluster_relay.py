@@ -133,9 +133,9 @@ class ClusterRelay:
                                           idle=self.publisher.flush)
         self.subscriber.start()
 
-    def stop(self) -> None:
+    def stop(self, join_s: float = 0.0) -> None:
         if self.subscriber is not None:
-            self.subscriber.stop()
+            self.subscriber.stop(join_s)
 
 
 def _history_store(prompt_server):
