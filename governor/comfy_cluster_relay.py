@@ -165,8 +165,8 @@ def install(prompt_server, ctx: ClusterView, *, shared_output: bool | None = Non
     """Relay events and history of this server's prompts across the cluster; proxy ``/view``.
 
     Call at pack import, after the governed queue replaced ``prompt_queue`` (before or after the
-    governor's ``send_sync`` filter: the relay always sits below it). ``registry`` (a ``ClusterRegistry``, default
-    ``ctx.registry``) gives the URL of a file's server for ``/view``.
+    governor's ``send_sync`` filter: the relay always sits below it). A file's server URL for ``/view``
+    comes from ``ctx.url_of`` when the context has it, else from ``registry`` (default ``ctx.registry``).
     """
     governed = prompt_server.send_sync
     below_filter = hasattr(governed, "downstream")  # the governor's filter of retried attempts is installed
@@ -200,9 +200,10 @@ def install(prompt_server, ctx: ClusterView, *, shared_output: bool | None = Non
 
     if not (shared_output_from_env() if shared_output is None else shared_output):
         registry = registry if registry is not None else getattr(ctx, "registry", None)
+        url_of = getattr(ctx, "url_of", None) or (  # ClusterContext.url_of: one HGET of the server's record
+            lambda server_id: next((s.url for s in registry.servers() if s.server_id == server_id), None))
         prompt_server.app.middlewares.append(make_view_proxy(
-            lambda kind, sub, name: _text(ctx.redis.get(file_key(ctx.prefix, kind, sub, name))),
-            lambda server_id: next((s.url for s in registry.servers() if s.server_id == server_id), None),
+            lambda kind, sub, name: _text(ctx.redis.get(file_key(ctx.prefix, kind, sub, name))), url_of,
             ctx.server_id))
 
     async def on_startup(_app) -> None:
