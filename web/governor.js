@@ -166,6 +166,7 @@ class GovernorUI {
   mountPanel(el) {
     if (this.panel.mounted && this.panel.root.parentElement === el) return;
     this.polls = 0;
+    this.clusterMissing = false;
     this.panel.mount(el);
     this.render();
     this.poller.start();
@@ -229,11 +230,14 @@ class GovernorUI {
     if (result.ok) this.config = result.body;
   }
 
-  /** The cluster's servers for the panel; a 404 (not in cluster mode) stops asking until a refresh. */
+  /** The cluster's servers for the panel. Not in cluster mode (`enabled: false`, or 404 from an older
+   *  pack): no more asking until the tab is opened again or refreshed. */
   async syncCluster() {
     if (this.clusterMissing) return;
     const result = await this.client.cluster();
-    if (result.status === 404 || result.status === 405) this.clusterMissing = true;
+    if (result.status === 404 || result.status === 405 || (result.ok && result.body?.enabled === false)) {
+      this.clusterMissing = true;
+    }
     this.cluster = result.ok && Array.isArray(result.body?.servers) ? result.body : null;
   }
 
