@@ -9,8 +9,9 @@ from governor_fakes import make_governor
 from harness.paths import REPO_ROOT
 
 DASHBOARD = REPO_ROOT / "docs" / "grafana-governor.json"
-# Cluster gauges come from the cluster module (one per server in cluster mode), not from a single server.
-CLUSTER_GAUGES = {"governor_cluster_queue_depth", "governor_cluster_servers_alive"}
+# Cluster gauges are exported only in cluster mode (governor/cluster_setup.py), not by a single server.
+CLUSTER_GAUGES = {"governor_cluster_pending_jobs", "governor_cluster_running_jobs", "governor_cluster_servers_alive",
+                  "governor_cluster_servers_known", "governor_cluster_redis_up"}
 
 
 def _exprs() -> list[str]:
