@@ -189,8 +189,11 @@ def install(prompt_server) -> Governor:
 
 
 def _hide_retried_attempt_events(prompt_server, governor: Governor) -> None:
-    """Filter ComfyUI's events so a retried attempt does not look like the prompt's end to its client."""
-    send_sync = prompt_server.send_sync
+    """Filter ComfyUI's events so a retried attempt does not look like the prompt's end to its client.
+
+    What passes goes to ``governed_send_sync.downstream`` (ComfyUI's ``send_sync``); the cluster
+    relay (``comfy_cluster_relay``) hooks in there, below the filter.
+    """
 
     def governed_send_sync(event, data, sid=None):
         if protocol.is_error_event(event, data):
@@ -199,8 +202,9 @@ def _hide_retried_attempt_events(prompt_server, governor: Governor) -> None:
                 return
         elif protocol.is_prompt_end_event(event, data) and governor.is_requeued(data["prompt_id"]):
             return
-        send_sync(event, data, sid)
+        governed_send_sync.downstream(event, data, sid)
 
+    governed_send_sync.downstream = prompt_server.send_sync
     prompt_server.send_sync = governed_send_sync
 
 

@@ -166,6 +166,7 @@ class GovernorUI {
   mountPanel(el) {
     if (this.panel.mounted && this.panel.root.parentElement === el) return;
     this.polls = 0;
+    this.clusterMissing = false;
     this.panel.mount(el);
     this.render();
     this.poller.start();
@@ -191,6 +192,7 @@ class GovernorUI {
       minVersion: MIN_API_VERSION,
       status: this.availability === Availability.OK ? this.status : null,
       config: this.config,
+      cluster: this.cluster,
       canAdmin: Boolean(this.status?.can_admin) && this.availability === Availability.OK,
       clientId: this.clientId(),
       busy: this.busy,
@@ -228,12 +230,24 @@ class GovernorUI {
     if (result.ok) this.config = result.body;
   }
 
+  /** The cluster's servers for the panel. Not in cluster mode (`enabled: false`, or 404 from an older
+   *  pack): no more asking until the tab is opened again or refreshed. */
+  async syncCluster() {
+    if (this.clusterMissing) return;
+    const result = await this.client.cluster();
+    if (result.status === 404 || result.status === 405 || (result.ok && result.body?.enabled === false)) {
+      this.clusterMissing = true;
+    }
+    this.cluster = result.ok && Array.isArray(result.body?.servers) ? result.body : null;
+  }
+
   async pollPanel() {
     const ok = await this.probe();
     this.polls = (this.polls || 0) + 1;
     if (ok) {
       // Events keep the list current; the listing every other poll adds what events do not carry.
       if (this.polls % 2 === 1) await this.syncJobs();
+      if (this.polls % 2 === 1) await this.syncCluster();
       if (this.status.can_admin && !this.config) await this.loadConfig();
     }
     this.render();
@@ -242,6 +256,7 @@ class GovernorUI {
 
   async refresh() {
     this.config = null;
+    this.clusterMissing = false;
     this.polls = 0;
     await this.pollPanel();
   }

@@ -157,6 +157,31 @@ CHECKS = r"""async (base) => {
   eq("gib", [panel.toInput(field("min_free_bytes"), 2 * 1024 ** 3), panel.fromInput(field("min_free_bytes"), "1.5")], ["2", 1610612736]);
   eq("not a number", panel.fromInput(field("max_pending"), "lots"), undefined);
 
+  // -- the panel's servers section (GET /governor/cluster) ----------------------------------------------
+  const servers = await load("servers");
+  const section = new servers.ServersSection(t);
+  section.update(null);
+  eq("not in cluster mode: no servers section", section.el.hidden, true);
+  const cluster = { cluster: "studio", servers: [
+    { id: "gpu-a", url: "http://10.0.0.5:8188", gpu: "NVIDIA H200", node_classes_hash: "0123456789abcdef",
+      state: "running", heartbeat_age_s: 1.2, running: ["abcdef123456"], slots: { in_use: 1, limit: 2 } },
+    { id: "gpu-b", url: "http://10.0.0.6:8188", gpu: "", node_classes_hash: "0123456789abcdef", state: "draining",
+      heartbeat_age_s: 3, running: [], slots: 2 },
+    { id: "gpu-c", url: "http://10.0.0.7:8188", gpu: "", state: "running", heartbeat_age_s: 14, alive: false,
+      running: [], slots: null }] };
+  section.update(cluster);
+  const rows = [...section.el.querySelectorAll("li.rg-server")];
+  eq("servers summary", [section.el.hidden, section.el.querySelector(".rg-hint").textContent],
+     [false, "Cluster studio: 2 of 3 servers alive"]);
+  eq("server rows", rows.map((r) => [r.dataset.serverId, r.dataset.alive, r.querySelector(".rg-server-state").textContent,
+                                     r.querySelector(".rg-server-meta").textContent]), [
+    ["gpu-a", "true", "", "GPU NVIDIA H200 · running 1 (abcdef12) · slots 1/2 · heartbeat 1 s ago"],
+    ["gpu-b", "true", "Draining", "idle · slots 2 · heartbeat 3 s ago"],
+    ["gpu-c", "false", "", "idle · heartbeat 14 s ago"]]);
+  const zhSection = new servers.ServersSection((k, p) => zh.t(k, p));
+  zhSection.update(cluster);
+  eq("servers zh", zhSection.el.querySelector(".rg-hint").textContent, "集群 studio：3 台服务器中 2 台在线");
+
   // the result as a page, for the screenshot artifact
   document.body.style.cssText = "font: 14px monospace; padding: 16px; white-space: pre-wrap";
   document.body.textContent = `${checked - failures.length} of ${checked} checks passed\n\n${failures.join("\n")}`;

@@ -87,6 +87,11 @@ export class GovernorClient {
     return this.request("GET", "/governor/config");
   }
 
+  /** Cluster membership (GET /governor/cluster); 404 when the server is not in cluster mode. */
+  cluster() {
+    return this.request("GET", "/governor/cluster");
+  }
+
   patchConfig(changes) {
     return this.request("PATCH", "/governor/config", changes);
   }

@@ -5,6 +5,7 @@
 import { ACTIVE_STATES, FINAL_STATES, QUEUED_STATES } from "./book.mjs";
 import { h, setChildren, setText } from "./dom.mjs";
 import { formatBytes, formatDuration, formatEta, formatPercent, shortId } from "./format.mjs";
+import { ServersSection } from "./servers.mjs";
 
 const PRIORITIES = ["high", "normal", "low"];
 const GiB = 1024 ** 3;
@@ -214,6 +215,7 @@ export class GovernorPanel {
     );
 
     this.adminSection = h("section", { class: "rg-section rg-admin", hidden: true });
+    this.servers = new ServersSection(this.t);
 
     this.root = h(
       "div",
@@ -223,6 +225,7 @@ export class GovernorPanel {
       this.message,
       (this.mineSection = h("section", { class: "rg-section rg-mine" }, this.mineTitle, this.mineHint, this.mineEmpty, this.list)),
       (this.governorSection = h("section", { class: "rg-section rg-governor" }, this.govTitle, this.governorFacts)),
+      this.servers.el,
       this.adminSection,
     );
     el.replaceChildren(this.root);
@@ -266,6 +269,7 @@ export class GovernorPanel {
     this.governorSection.hidden = !status;
     this.updateMine(view);
     this.updateGovernor(view, status);
+    this.servers.update(status ? view.cluster : null);
     this.updateAdmin(view, status);
   }
 
