@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import cluster_setup
+from . import cluster_setup, comfy_cluster_relay
 from . import comfy_protocol as protocol
 from .admission import prompt_digest
 from .comfy_features import core_job_id_rule, dynamic_vram_evictable
@@ -167,6 +167,7 @@ def install(prompt_server) -> Governor:
     cluster_setup.register_cluster_route(prompt_server.routes, governor)
     if ctx is not None:
         cluster_setup.attach(governor, ctx, gpu)
+        comfy_cluster_relay.install(prompt_server, ctx)  # events, history and /view of prompts run elsewhere
     watchdog = _Watchdog(governor)
 
     async def on_startup(_app) -> None:
