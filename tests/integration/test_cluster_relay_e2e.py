@@ -96,3 +96,25 @@ async def test_the_submitting_server_shows_everything_of_prompts_run_elsewhere(s
             assert served_by == ("s2" if ran_on[pid] == "s2" else None)
         remote = next(pid for pid, s in ran_on.items() if s == "s2")
         assert (await c2.history(remote)) is not None  # s2 keeps its own entry too
+
+
+async def test_the_grafana_dashboard_names_only_metrics_a_cluster_server_exports(servers):
+    import json
+    import re
+
+    from harness.paths import REPO_ROOT
+
+    async with ComfyClient(servers["s1"].url) as c:
+        await _alive(c, 2)
+        async with c.session.get(f"{servers['s1'].url}/governor/metrics") as r:
+            text = await r.text()
+    exported = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            exported |= {"counter": {name.removesuffix("_total") + "_total"},
+                         "histogram": {f"{name}_bucket", f"{name}_sum", f"{name}_count"}}.get(kind, {name})
+    board = json.loads((REPO_ROOT / "docs" / "grafana-governor.json").read_text())
+    used = {n for p in board["panels"] for t in p.get("targets", []) for n in re.findall(r"\bgovernor_[a-z_]+", t["expr"])}
+    assert used - exported == set()
+    assert 'governor_cluster_servers_alive{cluster="' in text
