@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..governor.comfy_features import has_dynamic_vram
 from ..restoration.batching import is_out_of_memory
 from ..restoration.download import RemoteFile
 from ..restoration.gpen import files
@@ -145,19 +146,26 @@ def face_helpers() -> FaceHelpers:
 
 # -- running ------------------------------------------------------------------------------------------
 
-def _chunk_plan(model: GPENModel, faces_hint: int, with_parser: bool) -> tuple[int, int]:
-    """(faces per chunk, working bytes to reserve) from the device's free memory (restoration.gpen.memory)."""
+def _load_and_plan(model: GPENModel, patchers: list, faces_hint: int, with_parser: bool) -> tuple[int, torch.device]:
+    """Load the networks and choose the faces per chunk (restoration.gpen.memory); returns (chunk, device).
+
+    Where the core keeps inactive models resident (DynamicVRAM), free memory read before loading
+    ignores what it would evict, so the core is first asked for room for the largest useful chunk
+    (``load_models_gpu(memory_required=…)``) and the chunk is planned from what is free after that.
+    Elsewhere the plan comes from free memory less the generator, and the load reserves that chunk.
+    """
     mm = comfy_bridge.model_management()
     device = mm.get_torch_device()
+    if has_dynamic_vram(mm):
+        largest = faces_per_chunk(model.size, 1 << 62, device.type, faces_hint, with_parser)
+        mm.load_models_gpu(patchers, memory_required=working_memory(model.size, largest, with_parser),
+                           force_full_load=True)
+        chunk = faces_per_chunk(model.size, mm.get_free_memory(device), device.type, faces_hint, with_parser)
+        return chunk, mm.get_torch_device()
     free = mm.get_free_memory(device) - model.managed.size_bytes()
     chunk = faces_per_chunk(model.size, free, device.type, faces_hint, with_parser)
-    return chunk, working_memory(model.size, chunk, with_parser)
-
-
-def _load_to_device(patchers: list, working_memory: int) -> torch.device:
-    mm = comfy_bridge.model_management()
-    mm.load_models_gpu(patchers, memory_required=working_memory, force_full_load=True)
-    return mm.get_torch_device()
+    mm.load_models_gpu(patchers, memory_required=working_memory(model.size, chunk, with_parser), force_full_load=True)
+    return chunk, mm.get_torch_device()
 
 
 def _chunking(total_hint: int):
@@ -261,9 +269,8 @@ class GPENRestoreFaces:
         options = FaceOptions(detection_threshold=detection_threshold, only_largest_face=only_largest_face,
                               alpha=alpha, restore_small_faces=restore_small_faces, small_face_size=small_face_size)
         helpers = face_helpers()
-        chunk, working = _chunk_plan(gpen_model, faces_hint=image.shape[0] * 2, with_parser=True)
         patchers = [helpers.detector.patcher, helpers.parser.patcher, gpen_model.managed.patcher]
-        device = _load_to_device(patchers, working)
+        chunk, device = _load_and_plan(gpen_model, patchers, faces_hint=image.shape[0] * 2, with_parser=True)
         chunking = _chunking(image.shape[0])
         chunking.chunk_size = chunk
         try:
@@ -329,8 +336,8 @@ class GPENRestoreAlignedFace:
 
         if resize_filter not in RESIZE_FILTERS:
             raise ValueError(f"resize_filter must be one of {', '.join(RESIZE_FILTERS)}, got {resize_filter!r}")
-        chunk, working = _chunk_plan(gpen_model, faces_hint=image.shape[0], with_parser=False)
-        device = _load_to_device([gpen_model.managed.patcher], working)
+        chunk, device = _load_and_plan(gpen_model, [gpen_model.managed.patcher], faces_hint=image.shape[0],
+                                       with_parser=False)
         chunking = _chunking(image.shape[0])
         chunking.chunk_size = chunk
         out = restore_aligned(image, GeneratorRestorer(gpen_model.managed.module), gpen_model.size,
