@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .cluster_context import WHERE_TTL, ClusterContext, where_key
@@ -107,8 +108,9 @@ class ClusterQueue:
     """One server's handle on the cluster's shared queue. ``classes_key`` is set by ``register``."""
 
     def __init__(self, ctx: ClusterContext, *, aging_interval: float, gpu: str,
-                 classes: frozenset[str] = frozenset()) -> None:
+                 classes: frozenset[str] = frozenset(), clock: Callable[[], float] = time.time) -> None:
         self.ctx = ctx
+        self.clock = clock  # the governor's wall clock (pause start and end are read on it)
         self.redis = ctx.redis
         self.prefix = ctx.prefix
         self.server_id = ctx.server_id
@@ -174,9 +176,10 @@ class ClusterQueue:
         self.redis.set(self.key("idem:" + key), json.dumps(record, default=str), px=max(1, int(ttl * 1000)))
 
     # -- dispatch and outcomes ----------------------------------------------------------------------
-    def take(self, now: float) -> Job | None:
-        """The globally next job this server can run, marked running here; None if there is none."""
-        q = self.rq.take(self.server_id, self.classes_key, now)
+    def take(self, now: float, expect: str = "") -> Job | None:
+        """The globally next job this server can run (``expect``: only if it is that one), marked
+        running here; None if there is none."""
+        q = self.rq.take(self.server_id, self.classes_key, now, expect=expect)
         if q is None:
             return None
         self.attempts[q.prompt_id] = q.attempt
@@ -261,7 +264,12 @@ class ClusterQueue:
 
     # -- control ------------------------------------------------------------------------------------
     def publish_control(self, **fields: Any) -> None:
-        """Set the shared dispatch state and/or settings; every server applies them within a tick."""
+        """Set the shared dispatch state and/or settings; every server applies them within a tick.
+        The state goes through ``RedisQueue.set_state`` (a resume gives the held jobs their time back)."""
+        if "state" in fields:
+            self.rq.set_state(json.dumps(fields.pop("state")), self.clock())
+        if not fields:
+            return
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.key("control"), mapping={k: json.dumps(v) for k, v in fields.items()})
         pipe.hincrby(self.key("control"), "version", 1)

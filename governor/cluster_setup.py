@@ -59,7 +59,7 @@ def _config_redis_url(path: Path) -> str | None:
 
 
 def attach(governor: Governor, ctx: ClusterContext, gpu: str) -> ClusterQueue:
-    cluster = ClusterQueue(ctx, aging_interval=governor.config.aging_interval, gpu=gpu)
+    cluster = ClusterQueue(ctx, aging_interval=governor.config.aging_interval, gpu=gpu, clock=governor.rt.clock)
     governor.rt.cluster = cluster
     governor.metrics.registry.register(ClusterGauges(cluster))
     return cluster

@@ -1,8 +1,9 @@
 """Cluster mode's side of the verbs: take a job from the shared queue, and the maintenance tick.
 
-``try_dispatch`` replaces the local head-of-queue dispatch when ``Runtime.cluster`` is set: the
-memory gate is read locally first (a closed gate leaves the job to other servers), then a GPU slot
-is leased in Redis, then the globally next job this server can run is taken atomically. The
+``next_job`` and ``take`` replace the local queue's head and start when ``Runtime.cluster`` is set:
+``dispatch`` reads the globally next job this server can run (``next_job``), passes it through the
+same memory gate as single-server mode (learned peak, ``max_gate_wait``; a closed gate leaves the
+job to other servers), then ``take`` leases a GPU slot in Redis and takes that job atomically. The
 ``maintenance`` tick (from ``watchdog.tick``, at most every ``MAINTENANCE_EVERY`` seconds) sends
 the heartbeat, applies the shared dispatch state and settings, interrupts jobs another server
 cancelled, rescues the jobs of dead servers (``docs/cluster-design.md``), promotes aged jobs and
@@ -23,7 +24,7 @@ from .config import GovernorConfig, apply_patch
 from .control import apply_config, set_dispatch_state
 from .failures import error_record
 from .jobs import Job, JobState, Reason
-from .memory import evaluate_gate
+from .memory import MemoryReading
 from .outcomes import history_info
 from .runtime import PAUSED, Runtime
 
@@ -47,29 +48,36 @@ def store_upsert(rt: Runtime, job: Job) -> None:
         rt.store.update(job)
 
 
-def try_dispatch(rt: Runtime, now: float) -> Job | None:
-    """Take and start the globally next job this server can run now, or None."""
+def next_job(rt: Runtime, now: float) -> Job | None:
+    """The job this server would take now (read, not taken: the memory gate looks at it first), or
+    None: not registered yet, Redis unreachable (the maintenance pass probes it), paused, or nothing
+    pending that this server can run."""
     cluster = rt.cluster
     assert cluster is not None
-    if not rt.ready or rt.dispatch_state == PAUSED or not cluster.classes_key or not cluster.reachable:
-        return None  # (not registered yet; or Redis is down: the maintenance pass probes it, not the worker)
-    cfg = rt.config
-    reading = rt.read_memory()
-    decision = evaluate_gate(reading, cfg, None)
-    rt.last_gate = decision
-    if not decision.open:
-        return None  # another server whose gate is open takes the job
-    lease = None
+    if not cluster.classes_key or not cluster.reachable:
+        return None
     try:
-        if not len(cluster.rq):
-            return None  # nothing pending (one ZCARD): no slot is leased for nothing
-        lease = rt.leases.try_acquire(cfg.max_concurrent, "")
-        if lease is None:
-            return None
-        job = cluster.take(now)
+        q = cluster.rq.peek(cluster.server_id, cluster.classes_key, now)
     except _redis_error() as e:
         _unreachable(rt, e)
-        job = None
+        return None
+    return None if q is None else decode(q)
+
+
+def take(rt: Runtime, head: Job, now: float, reading: MemoryReading | None) -> Job | None:
+    """Lease a GPU slot and take ``head`` (``next_job``'s answer, its gate passed) if it is still the
+    globally next job this server can run; the job starts here. None: no slot, or the queue changed
+    meanwhile (the worker asks again)."""
+    cluster = rt.cluster
+    assert cluster is not None
+    lease = job = None
+    try:
+        lease = rt.leases.try_acquire(rt.config.max_concurrent, "")
+        if lease is None:
+            return None
+        job = cluster.take(now, expect=head.prompt_id)
+    except _redis_error() as e:
+        _unreachable(rt, e)
     if job is None:
         if lease is not None:
             try:
@@ -78,12 +86,41 @@ def try_dispatch(rt: Runtime, now: float) -> Job | None:
                 pass  # the slot lapses after its TTL
         return None
     rt.queue.adopt(job, lease, reading.used if reading else None)
+    gate = rt.queue.gate
+    if gate is not None and gate.prompt_id == job.prompt_id:  # its memory-gate wait here ends
+        if gate.since is not None:
+            rt.metrics.gate_wait_seconds.observe(now - gate.since)
+        rt.queue.gate = None
     job.not_before = 0.0
     job.peak_memory = 0
     job.state = JobState.RUNNING
     store_upsert(rt, job)
     positions.emit_job(rt, job)
     return job
+
+
+def fail_pending(rt: Runtime, job: Job, reason: Reason, message: str, now: float) -> None:
+    """Fail a job of the shared queue that never started here (e.g. ``memory_gate_timeout``): removed
+    atomically (nothing happens when another server took or removed it first) and recorded."""
+    cluster = rt.cluster
+    assert cluster is not None
+    try:
+        q = cluster.rq.remove(job.prompt_id)
+        if q is not None:
+            _fail_removed(rt, decode(q), reason, message, now)
+    except _redis_error() as e:
+        _unreachable(rt, e)
+
+
+def _fail_removed(rt: Runtime, job: Job, reason: Reason, message: str, now: float) -> None:
+    cluster = rt.cluster
+    assert cluster is not None
+    error = error_record(job.attempts, now, reason, message, exception_type=f"governor.{reason.value}")
+    job.errors.append(error)
+    job.state, job.reason, job.finished_at = JobState.FAILED, reason, now
+    cluster.record_summary(job.prompt_id, job.summary(), retry_source(job))
+    rt.host.job_ended_unstarted(job, error, history_info(job))
+    rt.host.queue_changed()
 
 
 def _unreachable(rt: Runtime, error: BaseException) -> None:
@@ -124,9 +161,9 @@ def maintenance(rt: Runtime, now: float) -> None:
             log.warning("Redis is reachable again")
         if now >= cluster.rescue_after:
             rescue(rt, now)
-        if rt.dispatch_state != PAUSED:
+        if rt.dispatch_state != PAUSED:  # (a pause holds the clocks: expiry and aging wait for the resume)
             expire_queued(rt, now)
-        if cluster.rq.promote_aged(now):
+        if rt.dispatch_state != PAUSED and cluster.rq.promote_aged(now):
             rt.wake_worker()
     except _redis_error() as e:
         _unreachable(rt, e)
@@ -183,25 +220,17 @@ def rescue(rt: Runtime, now: float) -> dict[str, Any]:
 
 
 def expire_queued(rt: Runtime, now: float) -> None:
-    """Fail the shared queue's jobs past their queue timeout (the server whose ``remove`` wins does it)."""
+    """Fail the shared queue's jobs past their queue timeout (the server whose ``expire`` removes
+    them does it; nothing expires while the cluster is paused: ``RedisQueue.expire``)."""
     cluster = rt.cluster
     assert cluster is not None
-    for prompt_id in cluster.rq.expired(now):
-        q = cluster.rq.remove(prompt_id)
-        if q is None:
-            continue  # taken or expired by another server meanwhile
+    for q in cluster.rq.expire(now):
         job = decode(q)
         rt.metrics.timeouts.labels("queue").inc()
         message = (f"Queue timeout: waited {now - job.queued_at:.0f} s (limit {job.queue_timeout or 0:g} s) and never "
                    f"started. To avoid this, {timeout_remedy(job.priority)}.")
-        error = error_record(job.attempts, now, Reason.QUEUE_TIMEOUT, message,
-                             exception_type=f"governor.{Reason.QUEUE_TIMEOUT.value}")
-        job.errors.append(error)
-        job.state, job.reason, job.finished_at = JobState.FAILED, Reason.QUEUE_TIMEOUT, now
-        cluster.record_summary(prompt_id, job.summary(), retry_source(job))
-        log.warning("prompt %s waited %.0f s and timed out in the shared queue", prompt_id, now - job.queued_at)
-        rt.host.job_ended_unstarted(job, error, history_info(job))
-        rt.host.queue_changed()
+        _fail_removed(rt, job, Reason.QUEUE_TIMEOUT, message, now)
+        log.warning("prompt %s waited %.0f s and timed out in the shared queue", job.prompt_id, now - job.queued_at)
 
 
 def interrupt_local(rt: Runtime, prompt_id: str, reason: Reason) -> None:

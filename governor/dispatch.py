@@ -5,7 +5,8 @@ retries past their backoff) may start: the dispatch state is ``running`` or ``dr
 ``paused``), the
 memory gate is open (``memory.evaluate_gate``; a closed gate asks once per wait for models to be
 released, and after ``max_gate_wait`` runs or fails the job) and a concurrency slot is free
-(``leases``). The started job gets a running ``Attempt``.
+(``leases``). The started job gets a running ``Attempt``. In cluster mode the head is the shared
+queue's next job for this server (``cluster_work.next_job``), through the same gate rule.
 """
 
 from __future__ import annotations
@@ -62,46 +63,68 @@ def dispatch(rt: Runtime, timeout: float | None, wake: Callable[[], bool] | None
 def _try_dispatch(rt: Runtime, now: float) -> Dispatch | None:
     if not rt.ready or rt.dispatch_state == PAUSED:  # draining keeps dispatching: it finishes the queue
         return None
-    if rt.cluster is not None:  # the shared queue in Redis: the globally next job this server can run
-        job = cluster_work.try_dispatch(rt, now)
-        return None if job is None else Dispatch(job=job)
     cfg = rt.config
     while True:
-        head = rt.queue.scheduler.first(lambda j: j.not_before <= now)
+        if rt.cluster is not None:  # the shared queue in Redis: the globally next job this server can run
+            head = cluster_work.next_job(rt, now)
+        else:
+            head = rt.queue.scheduler.first(lambda j: j.not_before <= now)
         if head is None:
             return None
-        gate, previous = rt.queue.gate_wait(head)
-        if previous is not None and previous.state is JobState.WAITING_FOR_MEMORY:
-            rt.set_state(previous, JobState.PENDING)  # no longer first in line: its wait is over
         reading = rt.read_memory()
-        decision = evaluate_gate(reading, cfg, rt.stats.peak_bytes(head.fingerprint))
-        rt.last_gate = decision
-        if not decision.open:
-            if gate.since is None:
-                gate.since = now
-                rt.set_state(head, JobState.WAITING_FOR_MEMORY)
-                rt.metrics.gate_waits.inc()
-                log.info("prompt %s waits for memory: %s", head.prompt_id, decision.why)
-                positions.emit_job(rt, head, why=decision.why)
-            if not gate.released_models:
-                gate.released_models = True
-                rt.metrics.model_releases.labels("memory_gate").inc()
-                return Dispatch(release_models=True)
-            if cfg.max_gate_wait and now - gate.since >= cfg.max_gate_wait:
-                rt.metrics.timeouts.labels("memory_gate").inc()
-                if cfg.gate_timeout_action == "fail":
-                    fail_unstarted(rt, head, Reason.MEMORY_GATE_TIMEOUT,
-                                   f"waited {now - gate.since:.0f} s for memory: {decision.why}")
-                    continue
-                log.warning("prompt %s starts despite the memory gate after %.0f s (%s)", head.prompt_id,
-                            now - gate.since, decision.why)
+        gate = _memory_gate(rt, head, now, reading)
+        if gate == "release":
+            return Dispatch(release_models=True)
+        if gate == "wait":
+            return None  # (cluster mode: another server whose gate is open takes the job meanwhile)
+        if gate != "open":
+            if rt.cluster is not None:
+                cluster_work.fail_pending(rt, head, Reason.MEMORY_GATE_TIMEOUT, gate, now)
             else:
-                return None
+                fail_unstarted(rt, head, Reason.MEMORY_GATE_TIMEOUT, gate)
+            continue
+        if rt.cluster is not None:
+            job = cluster_work.take(rt, head, now, reading)
+            return None if job is None else Dispatch(job=job)
         lease = rt.leases.try_acquire(cfg.max_concurrent, head.prompt_id)
         if lease is None:
             return None  # every slot is held (here or by another instance): poll again shortly
         _start(rt, head, lease, now, reading)
         return Dispatch(job=head)
+
+
+def _memory_gate(rt: Runtime, head: Job, now: float, reading: MemoryReading | None) -> str:
+    """The memory gate's rule for the job this server would start next: ``open`` (start it),
+    ``release`` (ask ComfyUI to unload its models first, once per wait), ``wait``, or the failure
+    message (``max_gate_wait`` passed and ``gate_timeout_action`` is ``fail``). The wait is per
+    server and per head job; in cluster mode the job's shared state stays ``pending``."""
+    cfg = rt.config
+    gate, previous = rt.queue.gate_wait(head)
+    if previous is not None and previous.state is JobState.WAITING_FOR_MEMORY:
+        rt.set_state(previous, JobState.PENDING)  # no longer first in line: its wait is over
+    decision = evaluate_gate(reading, cfg, rt.stats.peak_bytes(head.fingerprint))
+    rt.last_gate = decision
+    if decision.open:
+        return "open"
+    if gate.since is None:
+        gate.since = now
+        if rt.cluster is None:
+            rt.set_state(head, JobState.WAITING_FOR_MEMORY)
+        rt.metrics.gate_waits.inc()
+        log.info("prompt %s waits for memory: %s", head.prompt_id, decision.why)
+        positions.emit_job(rt, head, why=decision.why)
+    if not gate.released_models:
+        gate.released_models = True
+        rt.metrics.model_releases.labels("memory_gate").inc()
+        return "release"
+    if not cfg.max_gate_wait or now - gate.since < cfg.max_gate_wait:
+        return "wait"
+    rt.metrics.timeouts.labels("memory_gate").inc()
+    if cfg.gate_timeout_action == "fail":
+        return f"waited {now - gate.since:.0f} s for memory: {decision.why}"
+    log.warning("prompt %s starts despite the memory gate after %.0f s (%s)", head.prompt_id, now - gate.since,
+                decision.why)
+    return "open"
 
 
 def _start(rt: Runtime, job: Job, lease: Lease, now: float, reading: MemoryReading | None) -> None:

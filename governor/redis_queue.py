@@ -41,7 +41,7 @@ from typing import Any
 from .redis_jobs import MAX_TAG, QueuedJob, key_prefix, load_script, text
 
 _SCRIPTS = ("push", "take", "remove", "requeue", "promote", "page", "finish", "retry", "requeue_running",
-            "position")
+            "position", "control_state", "expire")
 
 
 @dataclass
@@ -95,15 +95,30 @@ class RedisQueue:
         job.state, job.server = "pending", ""
         return job
 
-    def take(self, server_id: str, server_classes_key: str, now: float) -> QueuedJob | None:
+    def take(self, server_id: str, server_classes_key: str, now: float, *, expect: str = "") -> QueuedJob | None:
         """Atomically take the first job in order that ``server_id`` may run now, or None.
 
         Eligible: ``not_before <= now`` and every node class of the job is in the SET
         ``server_classes_key`` ('' = the server runs every class). The job is marked running on the
         server with ``attempt`` incremented (its fencing token) and its tier's V advanced.
+        ``expect``: take only if that prompt id is still the one chosen (a ``peek`` went before);
+        None otherwise. None while the cluster is paused.
         """
-        reply = self._run("take", server_id, server_classes_key, repr(float(now)))
+        reply = self._run("take", server_id, server_classes_key, repr(float(now)), "take", expect)
         return QueuedJob.from_flat(reply) if reply else None
+
+    def peek(self, server_id: str, server_classes_key: str, now: float) -> QueuedJob | None:
+        """The job ``take`` would take now, unchanged (the memory gate looks at it first), or None."""
+        reply = self._run("take", server_id, server_classes_key, repr(float(now)), "peek", "")
+        return QueuedJob.from_flat(reply) if reply else None
+
+    def set_state(self, state: str, now: float) -> float:
+        """Set the cluster's dispatch state (``state``: JSON text) in ``control``, bumping its version.
+
+        Pausing records when the pause began; leaving it moves every pending job's ``queued_at``,
+        deadline and aging entry by the seconds held (each keeps the queue time it had left), once
+        and atomically however many servers resume. Returns the seconds held (0.0 if none)."""
+        return float(self._run("control_state", state, repr(float(now))))
 
     def remove(self, prompt_id: str) -> QueuedJob | None:
         """Delete a pending job (cancel); None if it is not pending."""
@@ -131,10 +146,10 @@ class RedisQueue:
         reply = self._run("page", str(int(offset)), str(int(limit)), "1" if payload else "0")
         return [QueuedJob.from_flat(flat) for flat in reply]
 
-    def expired(self, now: float, limit: int = 50) -> list[str]:
-        """Pending jobs whose queue timeout passed (``deadlines`` ZSET, O(log n + limit))."""
-        return [text(p) for p in self.client.zrangebyscore(self._key("deadlines"), "-inf", repr(float(now)),
-                                                             start=0, num=limit)]
+    def expire(self, now: float, limit: int = 50) -> list[QueuedJob]:
+        """Delete and return the pending jobs whose queue timeout passed (``deadlines`` ZSET,
+        O(log n + limit), one script); none while the cluster is paused (the clock is held)."""
+        return [QueuedJob.from_flat(flat) for flat in self._run("expire", repr(float(now)), str(int(limit)))]
 
     def get(self, prompt_id: str) -> QueuedJob | None:
         """The job (pending or running), or None."""

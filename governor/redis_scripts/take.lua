@@ -1,4 +1,6 @@
--- take: ARGV = prefix, server_id, server classes set key ('' = runs every class), now.
+-- take: ARGV = prefix, server_id, server classes set key ('' = runs every class), now, then
+-- optionally mode ('peek': return the job that would be taken, change nothing) and the expected
+-- prompt id (take only if it is still the one chosen; else false: the order changed since the peek).
 -- Picks the first pending job in dispatch order whose not_before <= now and whose node classes are
 -- all members of the server's set; dispatches it (advances its tier's virtual time, as
 -- FairScheduler.mark_dispatched), bumps its attempt and marks it running on the server.
@@ -40,6 +42,8 @@ end
 if not chosen then return false end
 local pid = member_pid(chosen)
 local jk = P .. 'job:' .. pid
+if ARGV[5] == 'peek' then return redis.call('HGETALL', jk) end
+if ARGV[6] and ARGV[6] ~= '' and ARGV[6] ~= pid then return false end
 dequeue(pid)
 local f = redis.call('HMGET', jk, 'lane', 'tier', 'vstart')
 if tonumber(f[1]) == 1 then
