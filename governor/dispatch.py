@@ -72,16 +72,16 @@ def _try_dispatch(rt: Runtime, now: float) -> Dispatch | None:
         if head is None:
             return None
         reading = rt.read_memory()
-        gate = _memory_gate(rt, head, now, reading)
-        if gate == "release":
+        verdict, why = _memory_gate(rt, head, now, reading)
+        if verdict == "release":
             return Dispatch(release_models=True)
-        if gate == "wait":
+        if verdict == "wait":
             return None  # (cluster mode: another server whose gate is open takes the job meanwhile)
-        if gate != "open":
+        if verdict == "fail":
             if rt.cluster is not None:
-                cluster_work.fail_pending(rt, head, Reason.MEMORY_GATE_TIMEOUT, gate, now)
+                cluster_work.fail_pending(rt, head, Reason.MEMORY_GATE_TIMEOUT, why, now)
             else:
-                fail_unstarted(rt, head, Reason.MEMORY_GATE_TIMEOUT, gate)
+                fail_unstarted(rt, head, Reason.MEMORY_GATE_TIMEOUT, why)
             continue
         if rt.cluster is not None:
             job = cluster_work.take(rt, head, now, reading)
@@ -93,11 +93,12 @@ def _try_dispatch(rt: Runtime, now: float) -> Dispatch | None:
         return Dispatch(job=head)
 
 
-def _memory_gate(rt: Runtime, head: Job, now: float, reading: MemoryReading | None) -> str:
-    """The memory gate's rule for the job this server would start next: ``open`` (start it),
-    ``release`` (ask ComfyUI to unload its models first, once per wait), ``wait``, or the failure
-    message (``max_gate_wait`` passed and ``gate_timeout_action`` is ``fail``). The wait is per
-    server and per head job; in cluster mode the job's shared state stays ``pending``."""
+def _memory_gate(rt: Runtime, head: Job, now: float, reading: MemoryReading | None) -> tuple[str, str]:
+    """The memory gate's rule for the job this server would start next: ``(verdict, why)`` with
+    verdict ``open`` (start it), ``release`` (ask ComfyUI to unload its models first, once per
+    wait), ``wait``, or ``fail`` (``max_gate_wait`` passed and ``gate_timeout_action`` is ``fail``;
+    ``why`` is the job's error message). The wait is per server and per head job; in cluster mode
+    the job's shared state stays ``pending``."""
     cfg = rt.config
     gate, previous = rt.queue.gate_wait(head)
     if previous is not None and previous.state is JobState.WAITING_FOR_MEMORY:
@@ -105,7 +106,7 @@ def _memory_gate(rt: Runtime, head: Job, now: float, reading: MemoryReading | No
     decision = evaluate_gate(reading, cfg, rt.stats.peak_bytes(head.fingerprint))
     rt.last_gate = decision
     if decision.open:
-        return "open"
+        return "open", decision.why
     if gate.since is None:
         gate.since = now
         if rt.cluster is None:
@@ -116,15 +117,15 @@ def _memory_gate(rt: Runtime, head: Job, now: float, reading: MemoryReading | No
     if not gate.released_models:
         gate.released_models = True
         rt.metrics.model_releases.labels("memory_gate").inc()
-        return "release"
+        return "release", decision.why
     if not cfg.max_gate_wait or now - gate.since < cfg.max_gate_wait:
-        return "wait"
+        return "wait", decision.why
     rt.metrics.timeouts.labels("memory_gate").inc()
     if cfg.gate_timeout_action == "fail":
-        return f"waited {now - gate.since:.0f} s for memory: {decision.why}"
+        return "fail", f"waited {now - gate.since:.0f} s for memory: {decision.why}"
     log.warning("prompt %s starts despite the memory gate after %.0f s (%s)", head.prompt_id, now - gate.since,
                 decision.why)
-    return "open"
+    return "open", decision.why
 
 
 def _start(rt: Runtime, job: Job, lease: Lease, now: float, reading: MemoryReading | None) -> None:

@@ -66,6 +66,16 @@ def test_pause_holds_the_queue_timeout_and_each_job_keeps_its_time(pair, resumer
     assert a.find(job.prompt_id).state.value == "success"
 
 
+def test_a_job_queued_during_the_pause_keeps_its_whole_timeout(pair, redis_client, cluster_name):
+    a, b = pair
+    a.set_dispatch_state("paused")
+    advance(pair, 1.0)
+    job = submit(b, "alice", timeout=2.0)
+    advance(pair, 3.0)
+    b.set_dispatch_state("running")
+    assert deadline(redis_client, cluster_name, job.prompt_id) - b.rt.clock() == pytest.approx(2.0)
+
+
 def test_after_the_resume_the_remaining_time_still_runs_out(pair):
     a, b = pair
     job = submit(a, "alice", timeout=2.0)
