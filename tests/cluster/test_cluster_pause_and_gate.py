@@ -158,3 +158,32 @@ def test_max_gate_wait_then_the_configured_action(pair, action):
     assert "waited 61 s for memory" in final.errors[-1]["message"]
     assert job.prompt_id in a.rt.host.history
     assert b.dispatch(0).job is None  # failed once, gone from the shared queue
+
+
+def test_a_resume_moves_ten_thousand_deadlines_in_one_script(redis_client, cluster_name):
+    import time
+
+    from restoration_governor.governor.redis_jobs import QueuedJob
+    from restoration_governor.governor.redis_queue import RedisQueue
+
+    n = 10_000
+    queue = RedisQueue(redis_client, cluster_name, aging_interval=60.0)
+    pipe_fill = [QueuedJob(f"j{i}", f"c{i % 50}", priority=1 + i % 2, queued_at=float(i % 100), queue_timeout=50.0)
+                 for i in range(n)]
+    for job in pipe_fill:
+        queue.push(job)
+    order = [j.prompt_id for j in queue.page(0, 100)]
+    assert queue.set_state('"paused"', 120.0) == 0.0
+    assert queue.expire(500.0) == []  # held: nothing expires, whatever the time
+    start = time.perf_counter()
+    held = queue.set_state('"running"', 123.0)
+    elapsed = time.perf_counter() - start
+    print(f"\nresume with {n} pending: {elapsed * 1e3:.0f} ms ({elapsed / n * 1e6:.1f} us a job)")
+    assert held == 3.0
+    assert queue.set_state('"running"', 130.0) == 0.0  # a second resume moves nothing
+    assert float(redis_client.zscore(f"rg:{{{cluster_name}}}:deadlines", "j7")) == 7.0 + 3.0 + 50.0
+    assert queue.get("j7").queued_at == 10.0
+    assert [j.prompt_id for j in queue.page(0, 100)] == order
+    j7 = queue.get("j7")  # low priority: its aging entry (promotion at queued_at + 60 s) moved too
+    assert redis_client.zscore(f"rg:{{{cluster_name}}}:aging:1", f"{j7.seq:015d}j7") == 10.0
+    assert {q.prompt_id for q in queue.expire(60.0 + 3.0, limit=n)} == {f"j{i}" for i in range(n) if i % 100 <= 10}
