@@ -3,8 +3,9 @@
 -- (the first pause only); leaving the pause moves every pending job's clock by the time it was
 -- held -- ``queued_at``, its ``deadlines`` entry and its aging entry -- so each keeps the queue
 -- time it had left when the pause began (one queued during the pause: its whole timeout).
--- O(pending) once per resume (measured 12-24 us a job: 0.12-0.24 s for 10,000, loaded 2-core box). Atomic, and done once: the first server to resume
--- consumes ``paused_since``; a second resume finds none. Returns the seconds held (0 if none).
+-- O(pending) once per resume (measured 12-24 us a job: 0.12-0.24 s for 10,000 on a loaded 2-core
+-- box). Atomic, and done once: the first server to resume consumes ``paused_since``; a second
+-- resume finds none. Returns the seconds held (0 if none).
 local state, now = ARGV[2], tonumber(ARGV[3])
 local ck = P .. 'control'
 local held = 0
