@@ -4,7 +4,8 @@
 -- expires once, on the server whose call removes it, and never after a resume moved its deadline.
 local now, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
-if redis.call('HEXISTS', P .. 'control', 'paused_since') == 1 then return out end
+local control = redis.call('HMGET', P .. 'control', 'paused_since', 'state')
+if control[1] or control[2] == '"paused"' then return out end
 for _, pid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', now, 'LIMIT', 0, limit)) do
   if state_of(pid) == 'pending' then
     dequeue(pid)
