@@ -77,6 +77,13 @@ async def test_templates_show_in_chinese_and_stay_english_in_english(comfy_page,
     loaded = await page.evaluate(LOAD_AND_READ, [edited, name])
     assert loaded["notes"] == [note["widgets_values"][0]] == loaded["widgets"]
     assert loaded["groups"] == [zh[name]["group"]] and zh[name]["noteTitle"] in loaded["titles"]
+    # A graph of the user's own that merely reuses a title ("How to use") is no template: left alone.
+    own = _workflow(TEMPLATES[1])
+    own["groups"][0]["title"] = "My photos"
+    own_note = next(n for n in own["nodes"] if n["type"] == "MarkdownNote")
+    own_note["widgets_values"][0] = "Colour the scans from the attic."
+    loaded = await page.evaluate(LOAD_AND_READ, [own, "mine"])
+    assert _seen(loaded) == _shipped(own)
     assert zh_page.pack_problems() == []
 
     comfy = await comfy_page("en-US")
