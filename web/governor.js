@@ -17,6 +17,7 @@ import { HeldErrors } from "./lib/held_errors.mjs";
 import { Translator } from "./lib/i18n.mjs";
 import { LiveIndicator } from "./lib/indicator.mjs";
 import { GovernorPanel } from "./lib/panel.mjs";
+import { TemplateTexts } from "./lib/template_i18n.mjs";
 import { ToastDeduper, toastForJobEvent } from "./lib/toasts.mjs";
 
 const EXTENSION_NAME = "restoration-governor.core";
@@ -141,6 +142,7 @@ class GovernorUI {
         catalogue = {}; // no strings: keys show, everything else works
       }
       this.translator.use(catalogue);
+      this.templateTexts = new TemplateTexts(catalogue);
       if (!dropsPackStrings(frontendVersion())) return;
       let nodeClasses = [];
       try {
@@ -154,6 +156,15 @@ class GovernorUI {
       setInterval(() => this.frontendMessages.repair(), I18N_REPAIR_MS); // the frontend may replace them later
     })();
     return this.localePrepared;
+  }
+
+  /** The pack's templates in the editor's language, rewritten in the workflow JSON before it is loaded. */
+  localizeTemplate(graphData) {
+    try {
+      this.templateTexts?.localize(graphData, this.translator.chain());
+    } catch (error) {
+      console.warn("restorationGovernor: template texts left as they are", error);
+    }
   }
 
   registerTab() {
@@ -493,6 +504,9 @@ app.registerExtension({
     // Awaited: on 1.32 the node names must be back in the frontend's messages before it registers
     // the nodes. Only GET /i18n (and on 1.32 GET /object_info) is waited for, never the governor API.
     await ui.prepareLocale();
+  },
+  beforeConfigureGraph(graphData) {
+    ui.localizeTemplate(graphData); // the graph's JSON (a copy), before the editor builds it
   },
   setup() {
     // Not awaited: the graph editor must not wait for the governor API (it may be slow or absent).
