@@ -122,14 +122,14 @@ class QueueState:
             self.held_since = now
 
     def release(self, now: float) -> list[Job]:
-        """Restart the clock: each queued job keeps the time it had left. Returns the jobs whose
-        ``queued_at`` moved (by the time held)."""
+        """Restart the clock: each queued job keeps the time it had left (one queued while held gets
+        its whole timeout from now). Returns the jobs whose ``queued_at`` moved."""
         if self.held_since is None:
             return []
-        held, self.held_since = now - self.held_since, None
-        jobs = list(self.scheduler)
+        since, self.held_since = self.held_since, None
+        jobs = [job for job in self.scheduler if job.queued_at < now]
         for job in jobs:
-            job.queued_at += held
+            job.queued_at += now - max(since, job.queued_at)
             deadline = job.deadline()
             if deadline is not None:  # the old entry no longer matches ``deadline()``: it is skipped
                 heapq.heappush(self._deadlines, (deadline, job.seq, job.prompt_id))

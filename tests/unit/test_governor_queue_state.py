@@ -74,3 +74,17 @@ def test_a_new_head_ends_the_previous_heads_memory_wait():
     fresh, previous = q.gate_wait(second)
     assert previous is first and fresh.since is None and fresh.prompt_id == second.prompt_id
     assert q.start(second, None, None) is fresh and q.gate is None
+
+
+def test_a_hold_gives_each_job_back_the_time_it_was_held_and_a_job_queued_meanwhile_its_whole_timeout():
+    q = QueueState(0.0, last_seq=0, last_dispatch_number=0)
+    early, late = job("a", timeout=10.0, at=100.0), job("b", timeout=10.0, at=105.0)
+    q.enqueue(early)
+    q.hold(now=102.0)
+    q.enqueue(late)  # queued while held
+    assert q.seconds_left(early, now=120.0) == 8.0 and q.pop_expired(now=120.0) == []
+    moved = q.release(now=110.0)
+    assert {j.prompt_id for j in moved} == {early.prompt_id, late.prompt_id}
+    assert early.deadline() == 118.0  # 8 s left when the hold began, from the release on
+    assert late.deadline() == 120.0  # the whole 10 s from the release, not 15
+    assert [j.prompt_id for j in q.pop_expired(now=118.5)] == [early.prompt_id]
