@@ -2,7 +2,7 @@
 
 Exit codes: 0 every photo restored (now or by an earlier run), 1 at least one photo failed or was
 not a usable image, 2 usage error (bad option, unknown mode, unusable workflow, no input found),
-130 interrupted (Ctrl-C; run the same command again to resume).
+130 interrupted (Ctrl-C or SIGTERM; run the same command again to resume).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="restore.py",
         description="Restore folders of photos through a ComfyUI server running the restoration-governor pack. "
                     "Re-running the same command resumes: finished photos are skipped, queued ones re-attached.",
-        epilog="Exit codes: 0 all restored, 1 some failed (see restore-report.csv), 2 usage error, 130 interrupted.")
+        epilog="Exit codes: 0 all restored, 1 some failed (see restore-report.csv), 2 usage error, 130 interrupted (Ctrl-C or SIGTERM).")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     p.add_argument("--mode", default="old-photo", metavar="MODE",
                    help=f"{', '.join(MODES)} (default old-photo), or the path of an API-format workflow "
@@ -67,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         workflow = load_workflow(args.mode, ddcolor_model=args.ddcolor_model, gpen_model=args.gpen_model)
     except WorkflowError as e:
         parser.error(str(e))
-    sources, missing = collect(args.inputs)
+    if any(Path(raw).is_dir() and args.out.resolve() == Path(raw).resolve() for raw in args.inputs):
+        parser.error(f"--out {args.out} is an input folder: put the results in another folder (results written "
+                     "beside the scans would be taken as new scans by the next run)")
+    sources, missing = collect(args.inputs, exclude=args.out)
     if missing:
         parser.error(f"not found: {', '.join(missing)}")
     if not sources:
@@ -82,11 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(len(sources), as_json=args.json)
     journal = Journal(out_dir)
     interrupted = False
+    # cron's `timeout` and systemd stop with SIGTERM: end like Ctrl-C, with the report written.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         asyncio.run(_run(args, workflow, options, progress, journal, sources, outcomes))
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        signal.signal(signal.SIGTERM, previous)
         journal.close()
     for outcome in outcomes:
         if outcome.status == "pending":
@@ -100,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("interrupted: run the same command again to resume (nothing is submitted twice)\n")
         return EXIT_INTERRUPTED
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 async def _run(args, workflow, options, progress, journal, sources, outcomes) -> None:

@@ -54,12 +54,14 @@ class BadInput:
     sha256: str = ""
 
 
-def collect(inputs: Iterable[str | Path]) -> tuple[list[Source], list[str]]:
+def collect(inputs: Iterable[str | Path], exclude: Path | None = None) -> tuple[list[Source], list[str]]:
     """Sources from files and folders (recursive, sorted); the second list names inputs that do not exist.
 
     A file named explicitly is taken whatever its extension (it is checked later); inside folders
-    only image extensions count, and hidden files and folders are skipped.
+    only image extensions count, and hidden files and folders are skipped, and so is everything under
+    ``exclude`` (the output folder: results written beside the scans are never taken as new scans).
     """
+    excluded = exclude.resolve() if exclude is not None else None
     sources: list[Source] = []
     missing: list[str] = []
     seen: set[Path] = set()
@@ -76,6 +78,8 @@ def collect(inputs: Iterable[str | Path]) -> tuple[list[Source], list[str]]:
             continue
         for path, relative in pairs:
             resolved = path.resolve()
+            if excluded is not None and root.is_dir() and resolved.is_relative_to(excluded):
+                continue
             if resolved not in seen:
                 seen.add(resolved)
                 sources.append(Source(path, relative))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from contextvars import ContextVar
 from typing import Any
 
@@ -131,8 +132,12 @@ def requester(request: web.Request, body: dict) -> str | None:
         or request.headers.get("X-Client-Id") or request.query.get("client_id")
 
 
-def _request_digest(data: dict) -> str:
-    """What makes two requests "the same" for an Idempotency-Key: the body without the key itself."""
+def _request_digest(data: dict, headers) -> str:
+    """What makes two requests "the same" for an Idempotency-Key: the body without the key itself, and
+    the headers that change what is admitted (X-Priority, X-Queue-Timeout)."""
+    chosen = {h: headers[h] for h in ("X-Priority", "X-Queue-Timeout") if h in headers}
+    if chosen:
+        data = {**data, "governor_headers": chosen}
     extra = data.get("extra_data")
     options = extra.get("governor") if isinstance(extra, dict) else None
     if isinstance(options, dict) and "idempotency_key" in options:
@@ -156,6 +161,18 @@ def _optional_str(data: dict, key: str, limit: int = 256) -> str | None:
     return value
 
 
+def _check_number(value: Any) -> None:
+    """ComfyUI reads ``number`` with ``float()``: refuse what it cannot read (it would answer a 500)."""
+    if value is None:
+        return
+    try:
+        ok = not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise bad_request("invalid_request", "Invalid number", f"number must be a finite number, got {value!r}")
+
+
 def _parse_timeout(value: Any, source: str) -> float:
     try:
         seconds = float(value)
@@ -177,6 +194,7 @@ async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request,
     prompt = data["prompt"]
     if not isinstance(prompt, dict) or not prompt:
         raise bad_request("invalid_prompt", "Invalid prompt", "prompt must be a non-empty object of nodes")
+    _check_number(data.get("number"))
     client_id = _optional_str(data, "client_id")
     extra_data = data.get("extra_data", {})
     if not isinstance(extra_data, dict):
@@ -222,7 +240,7 @@ async def _admit(governor: Governor, key_locks: _KeyLocks, request: web.Request,
     fair_key = client_id or f"ip:{request.remote or 'unknown'}"
     ticket = Ticket(fair_key=fair_key, priority=priority, queue_timeout=timeout, idempotency_key=key)
 
-    request_digest = _request_digest(data) if key is not None else None
+    request_digest = _request_digest(data, request.headers) if key is not None else None
     held = await key_locks(key) if key is not None else None
     try:
         if key is not None:

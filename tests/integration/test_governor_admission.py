@@ -135,6 +135,8 @@ async def test_malformed_requests_get_comfyui_error_json_and_the_worker_survives
         await c.post("/prompt", {"prompt": {"1": {"class_type": "RGTestSleep", "inputs": {}}}, "client_id": 7}),
         await c.post("/prompt", {"prompt": sleep_prompt(0.01), "extra_data": "nope"}),
         await c.post("/prompt", {"prompt": sleep_prompt(0.01), "prompt_id": "../../etc/passwd"}),
+        await c.post("/prompt", {"prompt": sleep_prompt(0.01), "number": "abc"}),  # core's float() would 500
+        await c.post("/prompt", {"prompt": sleep_prompt(0.01), "number": [1]}),
         await c.post("/prompt", {"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}}),
         await c.get("/governor/jobs?state=bogus"),
         await c.get("/governor/jobs?limit=-1"),
@@ -184,6 +186,8 @@ async def test_an_idempotency_key_reused_with_another_body_is_refused_with_422(g
     assert other.body["error"]["extra_info"]["prompt_id"] == first.body["prompt_id"]
     same = (await c.submit(sleep_prompt(0.01, "idem-a"), headers={"Idempotency-Key": key})).ok()
     assert same.body["prompt_id"] == first.body["prompt_id"] and same.headers.get("Idempotent-Replayed") == "true"
+    lower = await c.submit(sleep_prompt(0.01, "idem-a"), headers={"Idempotency-Key": key, "X-Priority": "low"})
+    assert lower.status == 422 and lower.body["error"]["type"] == "idempotency_key_reused"  # not a silent replay
 
 
 async def test_low_priority_has_no_queue_timeout_and_a_doomed_admission_is_warned(gov_client: ComfyClient):

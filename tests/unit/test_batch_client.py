@@ -72,6 +72,23 @@ def test_inputs_sharing_a_name_in_one_folder_get_distinct_results():
                      Path("b/print.jpg"): Path("b/print"), Path("a/x.png"): Path("a/x")}
 
 
+def test_results_in_an_output_folder_inside_the_input_are_never_taken_as_scans(tmp_path):
+    from restoration_governor.batch.inputs import collect
+
+    Image.new("L", (8, 8)).save(tmp_path / "scan.png")
+    (tmp_path / "restored").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "restored" / "scan_restored.png")
+    sources, _ = collect([tmp_path], exclude=tmp_path / "restored")  # --out inside the input folder
+    assert [s.relative.as_posix() for s in sources] == ["scan.png"]
+
+
+def test_the_input_folder_itself_is_refused_as_the_output_folder(tmp_path):
+    Image.new("L", (8, 8)).save(tmp_path / "scan.png")
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "restore.py"), str(tmp_path), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "is an input folder" in run.stderr
+
+
 def test_png16_round_trips_through_pillow():
     rgb = (np.random.default_rng(0).random((5, 7, 3)) * 65535).astype(np.uint16)
     data = encode_png16(rgb)
