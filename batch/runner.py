@@ -162,12 +162,14 @@ class Runner:
             state = job["state"]
             if state not in WAITING and state != "running":
                 return job
-            now = (state, job.get("position"), None if job.get("eta_s") is None else round(job["eta_s"]))
-            if now != seen:
+            now = (state, job.get("position"), job.get("attempts"))
+            if now != seen:  # an event when the state, position or attempt changes, not on every ETA tick
                 seen = now
                 kind = "running" if state == "running" else "queued"
                 self.progress.event(kind, file, prompt_id=prompt_id, position=job.get("position"),
                                     eta_s=job.get("eta_s"), attempt=job.get("attempts"))
+            elif state != "running":
+                self.progress.queue_info[file] = (job.get("position"), job.get("eta_s"))  # the bar's ETA only
             await asyncio.sleep(self.options.poll_s)
 
     async def save(self, photo: Photo, key: str, prompt_id: str) -> list[Path]:
