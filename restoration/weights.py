@@ -56,7 +56,8 @@ def read_weights(path: str | os.PathLike[str], *, remedy: str = "", mmap: bool =
     if not path.is_file():
         raise error(f"{path} does not exist")
     size = path.stat().st_size
-    damaged = remedy or ": delete it (an official file is downloaded again on next use) or replace it"
+    damaged = remedy or (": delete it (under an official file name it is downloaded again on next use) or "
+                          "replace it with a good copy")
     if size == 0:
         raise error(f"{path.name} is empty (0 bytes){damaged}")
     safetensors = path.suffix.lower() in SAFETENSORS_SUFFIXES
@@ -64,7 +65,7 @@ def read_weights(path: str | os.PathLike[str], *, remedy: str = "", mmap: bool =
         head = f.read(16)
     if not safetensors and not head.startswith((b"PK\x03\x04", b"\x80")):  # zip archive / legacy pickle
         shown = head.decode("latin-1").encode("unicode_escape").decode()[:16]
-        raise error(f"{path.name} is not a PyTorch weights file (it starts with {shown!r}: an error page or "
+        raise error(f"{path.name} is not a PyTorch weights file (it starts with '{shown}': an error page or "
                     f"another format saved under this name?){damaged}")
     try:
         if safetensors:
@@ -180,5 +181,7 @@ def _unsupported(error: BaseException) -> str:
     return (found[0] if found else _first_line(error))[:300]
 
 
-def _first_line(error: BaseException) -> str:
-    return " ".join(str(error).strip().splitlines()[:1])[:300]
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    """The error's first line, cut at a word boundary (with "…") when longer than ``limit``."""
+    line = " ".join(str(error).strip().splitlines()[:1])
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " …"
