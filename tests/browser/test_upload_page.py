@@ -108,7 +108,8 @@ async def test_upload_watch_reload_and_download(comfy_server, gov_http, launch_c
     assert not errors, errors
 
 
-async def test_the_page_fits_a_phone_and_is_not_loaded_into_the_graph_editor(comfy_server, launch_chromium):
+async def test_the_page_fits_a_phone_and_is_not_loaded_into_the_graph_editor(comfy_server, launch_chromium,
+                                                                             tmp_path):
     context = await launch_chromium("en-US")
     page = context.pages[0] if context.pages else await context.new_page()
     await page.set_viewport_size({"width": 390, "height": 844})
@@ -117,6 +118,14 @@ async def test_the_page_fits_a_phone_and_is_not_loaded_into_the_graph_editor(com
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
     box = await page.locator(".rg-drop").bounding_box()
     assert box["width"] > 300 and box["height"] >= 100
+    fake = tmp_path / "grandma-1952.png"
+    fake.write_bytes(b"this is not a photo" * 10)  # refused by the upload checks
+    await page.set_input_files(".rg-drop input", [str(fake)])
+    status = page.locator('.rg-photo[data-state="failed"] .rg-status')
+    await status.wait_for()
+    said = await status.inner_text()
+    assert "grandma-1952.png" in said and not any(len(w) >= 32 and w[:32].isalnum() for w in said.split()), said
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390  # the reason wraps on a phone
     thumbs = await page.locator(".rg-mode img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
     assert thumbs and all(w > 0 for w in thumbs), "every mode shows its template's thumbnail"
     extensions = await (await page.request.get(comfy_server.url + "/extensions")).json()

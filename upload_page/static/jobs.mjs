@@ -60,9 +60,11 @@ export class Jobs extends EventTarget {
       const sha = await sha256Hex(bytes);
       const ext = (file.name.match(/\.([A-Za-z0-9]+)$/) || [, "png"])[1].toLowerCase();
       this.update(job, { sha, state: "uploading", key: `page-${this.clientId}-${sha.slice(0, 40)}-${mode}` });
+      const serverName = `${sha.slice(0, 32)}.${ext}`;
+      this.update(job, { serverName });
       const form = () => {
         const f = new FormData();
-        f.append("image", new Blob([bytes]), `${sha.slice(0, 32)}.${ext}`);
+        f.append("image", new Blob([bytes]), serverName);
         f.append("subfolder", UPLOAD_SUBFOLDER);
         f.append("overwrite", "true");
         return f;
@@ -106,7 +108,9 @@ export class Jobs extends EventTarget {
   }
 
   fail(job, error) {
-    const message = error instanceof ApiError ? error.message : String(error?.message || error);
+    let message = error instanceof ApiError ? error.message : String(error?.message || error);
+    // The server knows the photo under its content-hash name: say the name the person picked.
+    if (job.serverName) message = message.split(job.serverName).join(job.name);
     this.update(job, { state: "failed", reason: "error", error: message, wait: null });
   }
 
