@@ -8,7 +8,6 @@ append ``start``/``done`` lines to a file, so the tests count every execution on
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections import Counter
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from harness.client import ComfyClient
-from harness.comfy_server import ComfyServer
+from harness.comfy_server import ComfyServer, start_all
 from harness.graphs import Graph
 from harness.redis_server import RedisServer
 
@@ -37,21 +36,7 @@ class Cluster:
                 "GOVERNOR_SERVER_TIMEOUT": str(SERVER_TIMEOUT), "GOVERNOR_STATE_DIR": str(self.base / f"{name}-state")}
 
     def start_all(self) -> None:
-        errors: list[BaseException] = []
-
-        def start(server: ComfyServer) -> None:
-            try:
-                server.start()
-            except BaseException as e:  # reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=start, args=(s,)) for s in self.servers.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        start_all(self.servers.values())
 
     def url(self, name: str) -> str:
         return self.servers[name].url

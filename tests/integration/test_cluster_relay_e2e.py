@@ -9,13 +9,12 @@ outputs, and s1's ``/view`` its image (proxied from s2 when s2 wrote it).
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 
 import pytest
 from harness.client import ComfyClient
-from harness.comfy_server import ComfyServer
+from harness.comfy_server import ComfyServer, start_all
 from harness.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -30,21 +29,8 @@ def servers(tmp_path_factory):
     started = {n: ComfyServer(base / n, name=n, env={
         "GOVERNOR_REDIS_URL": redis_server.url, "GOVERNOR_CLUSTER": cluster, "GOVERNOR_SERVER_ID": n,
         "GOVERNOR_STATE_DIR": str(base / f"{n}-state")}) for n in NAMES}
-    errors: list[BaseException] = []
-
-    def start(s: ComfyServer) -> None:
-        try:
-            s.start()
-        except BaseException as e:  # reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=start, args=(s,)) for s in started.values()]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
     try:
-        assert not errors, errors
+        start_all(started.values())
         yield started
     finally:
         for s in started.values():

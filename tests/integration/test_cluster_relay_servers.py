@@ -8,13 +8,12 @@ cluster mode the shared queue does). A's client must get B's events with its sid
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import pytest
 import redis
 from harness.client import ComfyClient
-from harness.comfy_server import ComfyServer
+from harness.comfy_server import ComfyServer, start_all
 
 from governor.redis_jobs import key_prefix
 
@@ -42,21 +41,8 @@ def two_servers(tmp_path_factory, redis_server, redis_client):
             "RG_TEST_RELAY_REDIS_URL": url, "RG_TEST_RELAY_CLUSTER": CLUSTER, "RG_TEST_RELAY_SERVER_ID": name})
         server.env["RG_TEST_RELAY_PUBLIC_URL"] = server.url
         servers[name] = server
-    errors = []
-
-    def start(server):
-        try:
-            server.start()
-        except Exception as e:  # reported below, with the log tail
-            errors.append(e)
-
-    threads = [threading.Thread(target=start, args=(s,)) for s in servers.values()]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
     try:
-        assert not errors, errors
+        start_all(servers.values())
         yield servers
     finally:
         for server in servers.values():
