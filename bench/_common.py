@@ -38,3 +38,13 @@ def summary_ms(seconds: list[float]) -> dict[str, float]:
 
 def emit(result: dict) -> None:
     print(json.dumps(result, indent=2, sort_keys=False))
+
+
+class NullHost:
+    """A governor ``Host`` that drops everything: the benches measure the governor alone."""
+
+    def send(self, *a): pass
+    def queue_changed(self): pass
+    def interrupt(self, *a): pass
+    def job_ended_unstarted(self, *a): pass
+    def delete_history(self, *a): pass

@@ -25,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import emit, use_repo_packages
+from _common import NullHost, emit, use_repo_packages
 
 use_repo_packages()
 
@@ -45,14 +45,6 @@ from restoration_governor.governor.redis_leases import RedisLeaseManager  # noqa
 from restoration_governor.governor.store import SqliteJobStore  # noqa: E402
 
 SERVER_TIMEOUT = 3.0
-
-
-class NullHost:
-    def send(self, *a): pass
-    def queue_changed(self): pass
-    def interrupt(self, *a): pass
-    def job_ended_unstarted(self, *a): pass
-    def delete_history(self, *a): pass
 
 
 def make_governor(directory: Path, redis_url: str | None) -> Governor:

@@ -34,7 +34,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from _common import emit, summary_ms, use_repo_packages
+from _common import NullHost, emit, summary_ms, use_repo_packages
 
 use_repo_packages()
 
@@ -49,14 +49,6 @@ from restoration_governor.governor.leases import LeaseManager  # noqa: E402
 from restoration_governor.governor.memory import ProbeChain, SystemMemoryProbe, evaluate_gate  # noqa: E402
 from restoration_governor.governor.scheduler import FairScheduler  # noqa: E402
 from restoration_governor.governor.store import SqliteJobStore  # noqa: E402
-
-
-class NullHost:
-    def send(self, *a): pass
-    def queue_changed(self): pass
-    def interrupt(self, *a): pass
-    def job_ended_unstarted(self, *a): pass
-    def delete_history(self, *a): pass
 
 
 def make_governor(directory: Path, instance: str = "bench") -> Governor:
