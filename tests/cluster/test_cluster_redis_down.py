@@ -1,0 +1,48 @@
+"""While the cluster's Redis is down, every read-only view keeps answering (never a 500).
+
+In-process governor on a private ``redis-server`` that the test kills.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from governor_fakes import make_governor, submit
+from test_cluster_governor import join
+
+
+def samples(gov) -> dict[str, float]:
+    out = {}
+    for family in text_string_to_metric_families(gov.rt.metrics.render().decode()):
+        for s in family.samples:
+            out[s.name + repr(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def test_metrics_status_and_health_keep_answering_while_redis_is_down(tmp_path, redis_server_factory, cluster_name):
+    server = redis_server_factory("redis-down")
+    gov, _host = make_governor(tmp_path / "a", instance="a")
+    join(gov, server.url, cluster_name, "a", tmp_path / "a")
+    job = submit(gov, "alice", prompt={"1": {"class_type": "X", "inputs": {}}})
+    assert gov.dispatch(0).job.prompt_id == job.prompt_id  # running here when Redis goes
+    assert gov.health()["redis_up"] is True
+    server.kill()
+
+    m = samples(gov)
+    assert m["governor_cluster_redis_up" + repr([("cluster", cluster_name)])] == 0.0
+    assert m["governor_queue_jobs" + repr([("priority", "normal"), ("state", "running")])] == 1.0
+    assert m["governor_leases_in_use" + "[]"] == 1.0  # the slot this server holds, from its own books
+
+    status = gov.status()
+    assert status["cluster"]["available"] is False and "redis" in status["cluster"]["error"].lower()
+    assert status["counts"]["running"] == 1
+    assert [j["prompt_id"] for j in status["running"]] == [job.prompt_id]
+    assert status["concurrency"]["in_use"] == 1
+
+    health = gov.health()
+    assert (health["ok"], health["redis_up"], health["running"]) == (False, False, 1)
