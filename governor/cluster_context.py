@@ -37,6 +37,17 @@ from .redis_jobs import key_prefix, text
 WHERE_TTL = 7 * 86400.0  # seconds the origin/server of an ended job stay readable
 
 
+FINISHED_KEY = "finished"  # ZSET prompt id -> finished_at: recently finished ids (``cluster_listing``)
+FINISHED_CAP = 5000  # ids the index keeps (older finished jobs: ``/governor/jobs/{id}`` still finds them)
+
+
+def index_finished(pipe: Any, prefix: str, prompt_id: str, finished_at: float | None) -> Any:
+    """Queue on ``pipe`` the commands that add ``prompt_id`` to the capped index; returns ``pipe``."""
+    pipe.zadd(prefix + FINISHED_KEY, {prompt_id: float(finished_at or 0.0)})
+    pipe.zremrangebyrank(prefix + FINISHED_KEY, 0, -FINISHED_CAP - 1)
+    return pipe
+
+
 def where_key(prefix: str, prompt_id: str) -> str:
     return f"{prefix}where:{prompt_id}"
 

@@ -11,9 +11,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, positions
+from . import __version__, cluster_listing, positions
 from .cluster_context import ClusterContext
-from .cluster_queue import decode, unavailable
+from .cluster_queue import decode
 from .jobs import Job, JobState
 from .runtime import Runtime
 
@@ -68,33 +68,28 @@ def _server_of(rt: Runtime, job: Job) -> str | None:
 
 def list_jobs(rt: Runtime, client_id: str | None = None, state: str | None = None, limit: int = 100,
               offset: int = 0, viewer: Viewer = EVERYONE) -> dict[str, Any]:
-    """Running, then queued in run order, then finished (newest first); filtered, then paged."""
+    """Running, then queued in run order, then finished (newest first); filtered, then paged.
+    Cluster mode: the cluster's shared records (``cluster_listing``); this server's own records only
+    while Redis is unreachable (then ``cluster_available`` is False)."""
     with rt.lock:
+        extra: dict[str, Any] = {}
+        if rt.cluster is not None:
+            try:
+                page, total = cluster_listing.page(rt, client_id, state, limit, offset)
+                return {"jobs": [job_view(rt, j, viewer) for j in page], "total": total, "offset": offset,
+                        "limit": limit, "cluster_available": True}
+            except Exception as e:  # Redis unreachable: what this server knows
+                extra = {"cluster_available": False, "error": f"Redis unreachable: {e}"}
         queue = rt.queue
-        running = [queue.jobs[p] for p in queue.running]
-        waiting = list(queue.scheduler)
-        if rt.cluster is not None:  # the cluster's running and pending jobs (pending: one page script)
-            running, waiting = cluster_live(rt, offset + limit if client_id is None and state is None else 10000)
-        candidates = running + waiting + list(reversed(queue.finished.values()))
+        candidates = [queue.jobs[p] for p in queue.running] + list(queue.scheduler) \
+            + list(reversed(queue.finished.values()))
         if client_id is not None:
             candidates = [j for j in candidates if j.client_id == client_id]
         if state is not None:
             candidates = [j for j in candidates if j.state.value == state]
         page = candidates[offset:offset + limit]
         return {"jobs": [job_view(rt, j, viewer) for j in page], "total": len(candidates), "offset": offset,
-                "limit": limit}
-
-
-def cluster_live(rt: Runtime, pending_limit: int) -> tuple[list[Job], list[Job]]:
-    """(running jobs anywhere in the cluster, the first ``pending_limit`` pending ones in run order)."""
-    assert rt.cluster is not None
-    local = {p: rt.queue.jobs[p] for p in rt.queue.running}
-    try:
-        elsewhere = [p for p in rt.cluster.running_elsewhere() if p not in local]
-        running = list(local.values()) + [j for j in map(rt.cluster.lookup, elsewhere) if j is not None]
-        return running, [decode(q) for q in rt.cluster.rq.page(0, pending_limit, payload=True)]
-    except Exception as e:
-        raise unavailable(e) from None
+                "limit": limit, **extra}
 
 
 def cluster_pending(rt: Runtime, limit: int) -> list[Job] | None:

@@ -46,3 +46,7 @@ def test_metrics_status_and_health_keep_answering_while_redis_is_down(tmp_path, 
 
     health = gov.health()
     assert (health["ok"], health["redis_up"], health["running"]) == (False, False, 1)
+
+    listing = gov.list_jobs()  # this server's own records, marked as such
+    assert listing["cluster_available"] is False
+    assert [(j["prompt_id"], j["state"]) for j in listing["jobs"]] == [(job.prompt_id, "running")]
