@@ -61,6 +61,12 @@ class ClusterContext:
     public_url: str
     registry: ClusterRegistry
 
+    def describe(self) -> str:
+        """``Redis cluster 'name' at host:port/db, server 'id'`` for logs (never the password)."""
+        kw = getattr(getattr(self.redis, "connection_pool", None), "connection_kwargs", {}) or {}
+        where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+        return f"Redis cluster {self.cluster!r} at {where}/{kw.get('db', 0)}, server {self.server_id!r}"
+
     def _field(self, prompt_id: str, name: str) -> str | None:
         value = self.redis.hget(where_key(self.prefix, prompt_id), name)
         if value is None:
