@@ -23,6 +23,7 @@ import struct
 from io import BytesIO
 from typing import Any
 
+from . import comfy_cluster_inputs
 from .cluster_relay import ClusterView, RelayPublisher, RelayRoutes, RelaySubscriber
 from .cluster_relay_view import file_key, make_view_proxy, output_files
 
@@ -197,6 +198,7 @@ def install(prompt_server, ctx: ClusterView, *, shared_output: bool | None = Non
                 log.exception("cluster relay: history of %s not relayed", item[1])
 
     queue.task_done = relayed_task_done
+    comfy_cluster_inputs.install(queue, ctx, lambda: importlib.import_module("folder_paths").get_input_directory())
 
     if not (shared_output_from_env() if shared_output is None else shared_output):
         registry = registry if registry is not None else getattr(ctx, "registry", None)
