@@ -33,7 +33,7 @@ def server_a_view(tmp_path):
     seen: list[tuple[dict, str | None]] = []
 
     class View(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             q = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
             seen.append((q, self.headers.get("X-Governor-Proxied")))
             path = root / q.get("subfolder", "") / q.get("filename", "")
