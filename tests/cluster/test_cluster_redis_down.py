@@ -8,7 +8,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
+from restoration_governor.governor.http_api import register_routes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
@@ -50,3 +53,28 @@ def test_metrics_status_and_health_keep_answering_while_redis_is_down(tmp_path, 
     listing = gov.list_jobs()  # this server's own records, marked as such
     assert listing["cluster_available"] is False
     assert [(j["prompt_id"], j["state"]) for j in listing["jobs"]] == [(job.prompt_id, "running")]
+
+
+async def test_no_governor_route_answers_500_while_redis_is_down(tmp_path, redis_server_factory, cluster_name):
+    server = redis_server_factory("redis-down-http")
+    gov, _host = make_governor(tmp_path / "a", instance="a")
+    join(gov, server.url, cluster_name, "a", tmp_path / "a")
+    job = submit(gov, "alice", prompt={"1": {"class_type": "X", "inputs": {}}})
+    assert gov.dispatch(0).job.prompt_id == job.prompt_id
+    server.kill()
+    routes = web.RouteTableDef()
+    register_routes(routes, gov)
+    app = web.Application()
+    app.add_routes(routes)
+    async with TestClient(TestServer(app)) as client:
+        metrics = await client.get("/governor/metrics")
+        assert metrics.status == 200
+        assert f'governor_cluster_redis_up{{cluster="{cluster_name}"}} 0.0' in await metrics.text()
+        status = await client.get("/governor/status")
+        assert status.status == 200 and (await status.json())["cluster"]["available"] is False
+        health = await client.get("/governor/health")
+        assert health.status == 503 and (await health.json())["redis_up"] is False
+        jobs = await client.get("/governor/jobs")
+        assert jobs.status == 200 and (await jobs.json())["jobs"][0]["prompt_id"] == job.prompt_id
+        one = await client.get(f"/governor/jobs/{job.prompt_id}")
+        assert one.status == 200 and (await one.json())["state"] == "running"
