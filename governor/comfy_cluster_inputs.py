@@ -13,7 +13,7 @@ shared record (``origin_server``) and its URL from the cluster registry. A name 
 input folder (absolute, ``..``) is never fetched. A 404 from the admitting server means it has no
 such input file either (the name is something else): ComfyUI then reports the missing file as on a
 single server. Any other failure is logged with the remedy; ComfyUI then fails the prompt with its
-"No such file" error. With a shared input folder (``GOVERNOR_SHARED_INPUT=1``) nothing is fetched.
+"No such file" error, to which ``explain`` adds the server, the file and the remedy. With a shared input folder (``GOVERNOR_SHARED_INPUT=1``) nothing is fetched.
 
 Runs in ComfyUI's prompt worker thread, between the governor's dispatch and the execution (the
 governor's lock is not held), so a slow fetch delays only this prompt.
@@ -148,12 +148,25 @@ def prepare(prompt_id: str, prompt: Any, input_dir: Path, origin_of: Callable[[s
     return fetched
 
 
-def install(queue: Any, ctx: Any, input_dir: Callable[[], str]) -> None:
+def explain(failures: dict[str, str], prompt_id: str, status: Any) -> None:
+    """Add the failed fetch's message (server, file, remedy) to the ``execution_error`` of the prompt's
+    final ``status`` (ComfyUI's ``(status_str, completed, messages)``), so its history and the
+    governor's error record say why the file was missing."""
+    note = failures.pop(prompt_id, None)
+    for message in (getattr(status, "messages", None) or []) if note else []:
+        if isinstance(message, (list, tuple)) and len(message) == 2 and message[0] == "execution_error" \
+                and isinstance(message[1], dict):
+            message[1]["exception_message"] = f"{message[1].get('exception_message', '')}\n{note}".strip()
+
+
+def install(queue: Any, ctx: Any, input_dir: Callable[[], str]) -> dict[str, str]:
     """Wrap ``queue.get`` (ComfyUI's prompt worker calls it): before a prompt admitted elsewhere runs,
-    fetch its missing input files. Errors are logged (with the remedy), never raised into the worker."""
+    fetch its missing input files. Errors are logged (with the remedy), never raised into the worker;
+    the returned dict (prompt id -> message, at most ``MAX_FILES`` kept) is what ``explain`` adds."""
+    failures: dict[str, str] = {}
     get = getattr(queue, "get", None)
     if get is None or shared_input_from_env():
-        return
+        return failures
 
     def get_with_inputs(*args, **kwargs):
         result = get(*args, **kwargs)
@@ -163,6 +176,10 @@ def install(queue: Any, ctx: Any, input_dir: Callable[[], str]) -> None:
                 prepare(str(item[1]), item[2], Path(input_dir()), ctx.origin_of, ctx.url_of, ctx.server_id)
             except Exception as e:
                 log.error("%s", e)
+                while len(failures) >= MAX_FILES:
+                    failures.pop(next(iter(failures)))
+                failures[str(item[1])] = str(e)
         return result
 
     queue.get = get_with_inputs
+    return failures

@@ -185,9 +185,13 @@ def install(prompt_server, ctx: ClusterView, *, shared_output: bool | None = Non
 
     queue = prompt_server.prompt_queue
     task_done = queue.task_done
+    input_failures = comfy_cluster_inputs.install(
+        queue, ctx, lambda: importlib.import_module("folder_paths").get_input_directory())
 
     def relayed_task_done(item_id, history_result, status, *args, **kwargs):
         item = queue.currently_running.get(item_id)
+        if item is not None and input_failures:
+            comfy_cluster_inputs.explain(input_failures, item[1], status)
         task_done(item_id, history_result, status, *args, **kwargs)
         if item is not None:
             with queue.mutex:
@@ -198,7 +202,6 @@ def install(prompt_server, ctx: ClusterView, *, shared_output: bool | None = Non
                 log.exception("cluster relay: history of %s not relayed", item[1])
 
     queue.task_done = relayed_task_done
-    comfy_cluster_inputs.install(queue, ctx, lambda: importlib.import_module("folder_paths").get_input_directory())
 
     if not (shared_output_from_env() if shared_output is None else shared_output):
         registry = registry if registry is not None else getattr(ctx, "registry", None)

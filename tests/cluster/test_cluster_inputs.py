@@ -114,3 +114,23 @@ def test_a_file_over_the_cap_or_an_unreachable_origin_is_a_clear_error(tmp_path,
     with pytest.raises(InputFetchError, match="'sub/photo.png' of prompt p1 is on server 'a'"):
         prepare("p1", PROMPT, dest, lambda _p: "a", lambda _s: "http://127.0.0.1:1", "b", timeout_s=2)
     assert prepare("p1", PROMPT, dest, lambda _p: "b", lambda _s: url_a, "b") == []  # admitted here: nothing
+
+
+def test_a_failed_fetch_is_explained_in_the_prompts_execution_error(tmp_path):
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    class Queue:
+        def get(self, timeout=None):
+            return ((0, "p9", PROMPT, {}, ["2"]), 3)
+
+    ctx = SimpleNamespace(origin_of=lambda _p: "a", url_of=lambda _s: "http://127.0.0.1:1", server_id="b")
+    queue = Queue()
+    failures = comfy_cluster_inputs.install(queue, ctx, lambda: str(tmp_path))
+    assert queue.get()[1] == 3  # the worker still gets its prompt; ComfyUI fails it
+    status = namedtuple("Status", "status_str completed messages")(
+        "error", False, [("execution_start", {}), ("execution_error", {"exception_message": "No such file"})])
+    comfy_cluster_inputs.explain(failures, "p9", status)
+    message = status.messages[1][1]["exception_message"]
+    assert message.startswith("No such file\ninput file 'sub/photo.png' of prompt p9 is on server 'a'")
+    assert "GOVERNOR_SHARED_INPUT=1" in message and failures == {}
