@@ -37,6 +37,17 @@ from .redis_jobs import key_prefix, text
 WHERE_TTL = 7 * 86400.0  # seconds the origin/server of an ended job stay readable
 
 
+FINISHED_KEY = "finished"  # ZSET prompt id -> finished_at: recently finished ids (``cluster_listing``)
+FINISHED_CAP = 5000  # ids the index keeps (older finished jobs: ``/governor/jobs/{id}`` still finds them)
+
+
+def index_finished(pipe: Any, prefix: str, prompt_id: str, finished_at: float | None) -> Any:
+    """Queue on ``pipe`` the commands that add ``prompt_id`` to the capped index; returns ``pipe``."""
+    pipe.zadd(prefix + FINISHED_KEY, {prompt_id: float(finished_at or 0.0)})
+    pipe.zremrangebyrank(prefix + FINISHED_KEY, 0, -FINISHED_CAP - 1)
+    return pipe
+
+
 def where_key(prefix: str, prompt_id: str) -> str:
     return f"{prefix}where:{prompt_id}"
 
@@ -49,6 +60,12 @@ class ClusterContext:
     server_id: str
     public_url: str
     registry: ClusterRegistry
+
+    def describe(self) -> str:
+        """``Redis cluster 'name' at host:port/db, server 'id'`` for logs (never the password)."""
+        kw = getattr(getattr(self.redis, "connection_pool", None), "connection_kwargs", {}) or {}
+        where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+        return f"Redis cluster {self.cluster!r} at {where}/{kw.get('db', 0)}, server {self.server_id!r}"
 
     def _field(self, prompt_id: str, name: str) -> str | None:
         value = self.redis.hget(where_key(self.prefix, prompt_id), name)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .cluster_context import WHERE_TTL, ClusterContext, where_key
+from .cluster_context import WHERE_TTL, ClusterContext, index_finished, where_key
 from .config import GovernorConfig
 from .errors import GovernorError
 from .jobs import Job, JobState, Priority, Reason
@@ -91,6 +91,7 @@ def from_summary(prompt_id: str, s: dict[str, Any]) -> Job:
     """A finished job as another server recorded it (``Job.summary()``), for views and find."""
     return Job(prompt_id=prompt_id, seq=0, prompt={}, extra_data={}, outputs=[], client_id=s.get("client_id"),
                fair_key=s.get("client_id") or "", priority=Priority.parse(s.get("priority", "normal")),
+               tier=int(Priority.parse(s.get("effective_priority") or s.get("priority", "normal"))),
                created_at=s.get("created_at") or 0.0, queued_at=s.get("queued_at") or 0.0,
                max_attempts=s.get("max_attempts") or 1, queue_timeout=s.get("queue_timeout"),
                state=JobState(s.get("state", "success")), attempts=s.get("attempts") or 0,
@@ -164,9 +165,7 @@ class ClusterQueue:
         """The cluster knows this prompt: queued, running, or ended within ``WHERE_TTL``."""
         return bool(self.redis.exists(self.key("job:" + prompt_id), where_key(self.prefix, prompt_id)))
 
-    def known(self, prompt_id: str) -> bool:
-        """Whether a queued, running or finished (``where:`` record, kept for the retention period) job has this id."""
-        return bool(self.redis.exists(self.key("job:" + prompt_id), self.key("where:" + prompt_id)))
+    known = seen  # whether a queued, running or finished (``where:`` record, kept 7 days) job has this id
 
     def idempotency_get(self, key: str) -> dict[str, Any] | None:
         raw = self.redis.get(self.key("idem:" + key))
@@ -202,7 +201,10 @@ class ClusterQueue:
     def _finish(self, prompt_id: str, attempt: int, data: dict[str, Any]) -> bool:
         ok = self.rq.finish(prompt_id, attempt, summary=json.dumps(data["summary"], default=str),
                             retry=data["retry"] or "")  # one script: fenced end + the summary
-        if not ok:
+        if ok:
+            index_finished(self.redis.pipeline(transaction=False), self.prefix, prompt_id,
+                           data["summary"].get("finished_at")).execute()
+        else:
             log.warning("the end of %s (attempt %d) was refused: it was requeued after this server was declared "
                         "dead", prompt_id, attempt)
         return ok
@@ -214,7 +216,7 @@ class ClusterQueue:
         if retry:
             pipe.hset(where_key(self.prefix, prompt_id), "retry", retry)
         pipe.pexpire(where_key(self.prefix, prompt_id), int(WHERE_TTL * 1000))
-        pipe.execute()
+        index_finished(pipe, self.prefix, prompt_id, summary.get("finished_at")).execute()
 
     def retried(self, job: Job, not_before: float, now: float) -> bool:
         """Send the running attempt back to the head of its tier (fenced); payload keeps its errors."""
@@ -245,8 +247,7 @@ class ClusterQueue:
         """A job anywhere in the cluster: queued or running (its record), or finished (its summary)."""
         q = self.rq.get(prompt_id)
         if q is not None:
-            job = decode(q)
-            return job
+            return decode(q)
         raw = self.redis.hget(where_key(self.prefix, prompt_id), "summary")
         return None if raw is None else from_summary(prompt_id, json.loads(text(raw)))
 

@@ -185,7 +185,8 @@ def install(prompt_server) -> Governor:
     prompt_server.app.on_startup.append(on_startup)
     prompt_server.app.on_shutdown.append(on_shutdown)
     prompt_server.restoration_governor = governor
-    log.info("restoration-governor: queue governed (instance %s, queue %s, state %s)", instance, queue_db, state_dir)
+    log.info("restoration-governor: queue governed (instance %s, queue %s, state %s)", instance,
+             queue_db if ctx is None else f"{ctx.describe()}; local records {queue_db.name}", state_dir)
     return governor
 
 

@@ -23,6 +23,7 @@ import struct
 from io import BytesIO
 from typing import Any
 
+from . import comfy_cluster_inputs
 from .cluster_relay import ClusterView, RelayPublisher, RelayRoutes, RelaySubscriber
 from .cluster_relay_view import file_key, make_view_proxy, output_files
 
@@ -184,9 +185,13 @@ def install(prompt_server, ctx: ClusterView, *, shared_output: bool | None = Non
 
     queue = prompt_server.prompt_queue
     task_done = queue.task_done
+    input_failures = comfy_cluster_inputs.install(
+        queue, ctx, lambda: importlib.import_module("folder_paths").get_input_directory())
 
     def relayed_task_done(item_id, history_result, status, *args, **kwargs):
         item = queue.currently_running.get(item_id)
+        if item is not None and input_failures:
+            comfy_cluster_inputs.explain(input_failures, item[1], status)
         task_done(item_id, history_result, status, *args, **kwargs)
         if item is not None:
             with queue.mutex:

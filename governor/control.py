@@ -46,9 +46,9 @@ def _cluster_find(rt: Runtime, prompt_id: str, local: Job | None) -> Job | None:
             return local
         raise unavailable(e) from None
     if shared is not None and local is not None and shared.state.final and local.state.final \
-            and shared.attempts == local.attempts:
-        return local  # this server ran it: its record is complete (the prompt body, for a retry)
-    return shared or local
+            and (shared.state, shared.attempts, shared.finished_at) == (local.state, local.attempts, local.finished_at):
+        return local  # the same end, recorded here: its record is complete (the prompt body, for a retry)
+    return shared or local  # a local record never overrides the shared one
 
 
 def _cluster_cancel(rt: Runtime, job: Job) -> None:

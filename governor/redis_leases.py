@@ -148,6 +148,11 @@ class RedisLeaseManager:
             held.append({"slot": int(slot), **holder, "ttl_s": max(0, int(pttl)) / 1000})
         return held
 
+    def held_here(self) -> list[dict[str, Any]]:
+        """The slots this instance holds, from its own books (no Redis call; ``ttl_s`` None)."""
+        with self._lock:
+            return [{"slot": lease.slot, **lease.holder, "ttl_s": None} for lease in self._held.values()]
+
     # -- heartbeat --------------------------------------------------------------------------------
     def start_heartbeat(self, interval: float | None = None) -> None:
         """Renew held slots every ``interval`` seconds (default ``ttl / 3``) from a daemon thread."""

@@ -11,9 +11,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, positions
+from . import __version__, cluster_listing, positions
 from .cluster_context import ClusterContext
-from .cluster_queue import decode, unavailable
+from .cluster_queue import decode
 from .jobs import Job, JobState
 from .runtime import Runtime
 
@@ -68,33 +68,28 @@ def _server_of(rt: Runtime, job: Job) -> str | None:
 
 def list_jobs(rt: Runtime, client_id: str | None = None, state: str | None = None, limit: int = 100,
               offset: int = 0, viewer: Viewer = EVERYONE) -> dict[str, Any]:
-    """Running, then queued in run order, then finished (newest first); filtered, then paged."""
+    """Running, then queued in run order, then finished (newest first); filtered, then paged.
+    Cluster mode: the cluster's shared records (``cluster_listing``); this server's own records only
+    while Redis is unreachable (then ``cluster_available`` is False)."""
     with rt.lock:
+        extra: dict[str, Any] = {}
+        if rt.cluster is not None:
+            try:
+                page, total = cluster_listing.page(rt, client_id, state, limit, offset)
+                return {"jobs": [job_view(rt, j, viewer) for j in page], "total": total, "offset": offset,
+                        "limit": limit, "cluster_available": True}
+            except Exception as e:  # Redis unreachable: what this server knows
+                extra = {"cluster_available": False, "error": f"Redis unreachable: {e}"}
         queue = rt.queue
-        running = [queue.jobs[p] for p in queue.running]
-        waiting = list(queue.scheduler)
-        if rt.cluster is not None:  # the cluster's running and pending jobs (pending: one page script)
-            running, waiting = cluster_live(rt, offset + limit if client_id is None and state is None else 10000)
-        candidates = running + waiting + list(reversed(queue.finished.values()))
+        candidates = [queue.jobs[p] for p in queue.running] + list(queue.scheduler) \
+            + list(reversed(queue.finished.values()))
         if client_id is not None:
             candidates = [j for j in candidates if j.client_id == client_id]
         if state is not None:
             candidates = [j for j in candidates if j.state.value == state]
         page = candidates[offset:offset + limit]
         return {"jobs": [job_view(rt, j, viewer) for j in page], "total": len(candidates), "offset": offset,
-                "limit": limit}
-
-
-def cluster_live(rt: Runtime, pending_limit: int) -> tuple[list[Job], list[Job]]:
-    """(running jobs anywhere in the cluster, the first ``pending_limit`` pending ones in run order)."""
-    assert rt.cluster is not None
-    local = {p: rt.queue.jobs[p] for p in rt.queue.running}
-    try:
-        elsewhere = [p for p in rt.cluster.running_elsewhere() if p not in local]
-        running = list(local.values()) + [j for j in map(rt.cluster.lookup, elsewhere) if j is not None]
-        return running, [decode(q) for q in rt.cluster.rq.page(0, pending_limit, payload=True)]
-    except Exception as e:
-        raise unavailable(e) from None
+                "limit": limit, **extra}
 
 
 def cluster_pending(rt: Runtime, limit: int) -> list[Job] | None:
@@ -107,34 +102,52 @@ def cluster_pending(rt: Runtime, limit: int) -> list[Job] | None:
         return []
 
 
-def _pending(rt: Runtime) -> int:
-    """Jobs waiting: the shared queue's length in cluster mode, else this server's."""
-    depth = cluster_depth(rt)
-    return rt.queue.pending if depth is None else depth
-
-
 def cluster_context(rt: Runtime) -> ClusterContext | None:
     return None if rt.cluster is None else rt.cluster.ctx
 
 
 def cluster_depth(rt: Runtime) -> int | None:
     """Pending jobs in the shared queue (ZCARD; 0 while Redis is unreachable); None off cluster."""
+    return _shared_depth(rt)[0]
+
+
+def _shared_depth(rt: Runtime) -> tuple[int | None, str | None]:
+    """(pending jobs in the shared queue, None) — or (0, why) while Redis is unreachable; (None, None)
+    off cluster. One ZCARD: it doubles as the reachability probe of health and status."""
     if rt.cluster is None:
-        return None
+        return None, None
     try:
-        return len(rt.cluster.rq)
+        return len(rt.cluster.rq), None
+    except Exception as e:
+        return 0, f"Redis unreachable: {e}"
+
+
+def _leases_in_use(rt: Runtime) -> list[dict[str, Any]]:
+    """GPU slots held; while Redis is unreachable, the slots this server holds (its own books)."""
+    try:
+        return rt.leases.in_use(rt.config.max_concurrent)
     except Exception:
-        return 0
+        held_here = getattr(rt.leases, "held_here", None)
+        return held_here() if held_here is not None else []
 
 
 def health(rt: Runtime) -> dict[str, Any]:
-    """Ready, and the worker thread alive: it asks for work every few seconds unless it is running one."""
+    """Ready, and the worker thread alive: it asks for work every few seconds unless it is running one.
+
+    Cluster mode adds ``redis_up``; while Redis is unreachable ``ok`` is False (the server finishes
+    what it runs but cannot admit, so a load balancer should send new prompts elsewhere)."""
     with rt.lock:
         seen = None if rt.worker_seen is None else round(time.monotonic() - rt.worker_seen, 1)
         worker_ok = bool(rt.queue.running) or (seen is not None and seen < WORKER_SILENCE_LIMIT)
-        return {"ok": rt.ready and worker_ok, "ready": rt.ready, "worker_seen_s_ago": seen,
-                "running": len(rt.queue.running), "pending": _pending(rt), "state": rt.dispatch_state,
-                "version": __version__}
+        depth, redis_error = _shared_depth(rt)
+        out = {"ok": rt.ready and worker_ok and redis_error is None, "ready": rt.ready, "worker_seen_s_ago": seen,
+               "running": len(rt.queue.running), "pending": rt.queue.pending if depth is None else depth,
+               "state": rt.dispatch_state, "version": __version__}
+        if rt.cluster is not None:
+            out["redis_up"] = redis_error is None
+            if redis_error is not None:
+                out["error"] = redis_error
+        return out
 
 
 def counts(rt: Runtime) -> Counter[tuple[str, str]]:
@@ -157,14 +170,18 @@ def status(rt: Runtime, *, can_admin: bool = False, viewer: Viewer = EVERYONE) -
         for job in queue.finished.values():
             by_state[job.state.value] += 1
         reading = rt.last_reading or rt.probe.read()
-        leases = rt.leases.in_use(cfg.max_concurrent)
+        leases = _leases_in_use(rt)
+        depth, redis_error = _shared_depth(rt)
+        cluster = None if rt.cluster is None else {
+            "available": redis_error is None, "error": redis_error, "cluster": rt.cluster.ctx.cluster,
+            "server_id": rt.cluster.server_id}
         return {
             "version": __version__,
             "instance": rt.instance_id,
             "state": rt.dispatch_state,
             "ready": rt.ready,
             "counts": {"by_state": dict(by_state), "pending_by_priority": dict(by_priority),
-                       "pending": _pending(rt), "running": len(queue.running)},
+                       "pending": queue.pending if depth is None else depth, "running": len(queue.running)},
             "running": [job_view(rt, queue.jobs[p], viewer) for p in queue.running],
             "memory": None if reading is None else {"used": reading.used, "total": reading.total,
                                                     "source": reading.source,
@@ -173,6 +190,7 @@ def status(rt: Runtime, *, can_admin: bool = False, viewer: Viewer = EVERYONE) -
             "concurrency": {"limit": cfg.max_concurrent, "in_use": len(leases), "holders": leases},
             "config": {k: v for k, v in cfg.public().items() if k in SUMMARY_KEYS},
             "can_admin": can_admin,
+            "cluster": cluster,
         }
 
 
@@ -187,6 +205,6 @@ def metrics_snapshot(rt: Runtime) -> dict[str, Any]:
             "stuck": sum(1 for j in rt.queue.jobs.values() if j.state is JobState.STUCK),
             "memory": None if reading is None else {"used": reading.used, "total": reading.total,
                                                     "source": reading.source},
-            "leases": len(rt.leases.in_use(rt.config.max_concurrent)),
+            "leases": len(_leases_in_use(rt)),
             "lease_limit": rt.config.max_concurrent,
         }

@@ -75,3 +75,12 @@ def test_failover_requeues_the_dead_servers_job_and_fences_its_late_finish(redis
     assert (job.prompt_id, job.attempt, job.server) == ("photo", 2, "b"), "at the head, as its next attempt"
     assert not queue.finish("photo", 1), "a's late report is refused"
     assert queue.finish("photo", 2) and queue.take("b", key_b, time.time()).prompt_id == "gpen"
+
+
+def test_the_start_up_log_names_the_redis_cluster_not_a_password(tmp_path):
+    from restoration_governor.governor.cluster_context import ClusterContext
+
+    ctx = ClusterContext.from_env({"GOVERNOR_REDIS_URL": "redis://:s3cret@10.0.0.9:6380/2", "GOVERNOR_CLUSTER": "archive",
+                                   "GOVERNOR_SERVER_ID": "gpu0"}, state_dir=tmp_path)
+    assert ctx is not None
+    assert ctx.describe() == "Redis cluster 'archive' at 10.0.0.9:6380/2, server 'gpu0'"
