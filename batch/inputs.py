@@ -104,8 +104,11 @@ def inspect(source: Source, max_pixels: int | None = None) -> Photo | BadInput:
                 img.load()  # decodes everything: a truncated or corrupt file fails here
     except Image.DecompressionBombError:
         return BadInput(source, "too many pixels (Pillow refuses it as a decompression bomb)", digest)
+    except Image.UnidentifiedImageError:  # its message names the in-memory buffer, not the file
+        return BadInput(source, f"not a readable image: {source.path.name} is not an image format Pillow "
+                                "knows; use JPEG, PNG, TIFF, BMP or WebP", digest)
     except Exception as e:
-        return BadInput(source, f"not a readable image: {e}", digest)
+        return BadInput(source, f"not a readable image: {source.path.name}: {e}", digest)
     if fmt not in UPLOAD_SUFFIX:
         return BadInput(source, f"unsupported format {fmt or 'unknown'}; use JPEG, PNG, TIFF, BMP or WebP", digest)
     return Photo(source, data, digest, fmt, size, mode, mode in HIGH_BIT_MODES or _png_is_16_bit(data, fmt))

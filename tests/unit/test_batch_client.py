@@ -118,3 +118,14 @@ def test_restore_py_needs_neither_torch_nor_comfyui(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=60)
     assert done.returncode == 2, done.stderr  # a usage error (empty folder), reached with every module imported
     assert "no image files found" in done.stderr
+
+
+def test_a_non_image_is_refused_naming_the_users_file_not_a_buffer(tmp_path):
+    from restoration_governor.batch.inputs import BadInput, Source, inspect
+
+    path = tmp_path / "notes.png"
+    path.write_text("shopping list, not a photo")
+    bad = inspect(Source(path, Path("notes.png")))
+    assert isinstance(bad, BadInput)
+    assert "notes.png" in bad.reason and "BytesIO" not in bad.reason and " at 0x" not in bad.reason
+    assert bad.reason.startswith("not a readable image")
