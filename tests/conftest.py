@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import server_logs
 from harness.comfy_server import ComfyServer
 from harness.paths import ARTIFACTS_DIR, COMFYUI_DIR, REPO_ROOT
 
@@ -34,25 +35,13 @@ def _register_package_alias() -> None:
 
 _register_package_alias()
 
-_SERVERS_KEY = pytest.StashKey[list]()
-
-
-
-def _used_servers(request: pytest.FixtureRequest) -> list[ComfyServer]:
-    servers = request.node.stash.get(_SERVERS_KEY, None)
-    if servers is None:
-        servers = []
-        request.node.stash[_SERVERS_KEY] = servers
-    return servers
-
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        for server in item.stash.get(_SERVERS_KEY, []):
-            report.sections.append((f"ComfyUI log ({server.name}, port {server.port})", server.log_tail(200)))
+        report.sections.extend(server_logs.sections(item))
 
 
 def _require_comfyui() -> None:
@@ -81,7 +70,7 @@ def comfy_server(_shared_server: ComfyServer, request: pytest.FixtureRequest) ->
     """The session's shared server (restarted if an earlier test killed it)."""
     if not _shared_server.alive():
         _shared_server.start()
-    _used_servers(request).append(_shared_server)
+    server_logs.remember(request, _shared_server, "ComfyUI", 200)
     return _shared_server
 
 
@@ -94,7 +83,7 @@ def comfy_server_factory(tmp_path: Path, request: pytest.FixtureRequest):
     def make(name: str = "fresh", *, start: bool = True, base_dir: Path | None = None, **kwargs) -> ComfyServer:
         server = ComfyServer(base_dir or tmp_path / name, name=name, **kwargs)
         started.append(server)
-        _used_servers(request).append(server)
+        server_logs.remember(request, server, "ComfyUI", 200)
         return server.start() if start else server
 
     yield make

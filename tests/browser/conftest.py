@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from harness import server_logs
 from harness.client import ComfyClient
 from harness.comfy_server import ComfyServer
 from harness.governor import reset_governor
@@ -69,7 +70,6 @@ QUEUE_FROM_EDITOR_JS = """async (prompt) => {
 }"""
 CORE_FRONTEND = "core"  # the frontend the core pins (1.32.9 for ComfyUI 0.3.75), from the venv
 NEW_FRONTEND_GLOB = "frontend-*"  # .venv/frontend-<version>/, installed by scripts/devenv.sh setup
-_NEW_SERVER_KEY = pytest.StashKey[ComfyServer]()
 
 
 def _version_key(folder: Path) -> tuple[int, ...]:
@@ -145,18 +145,8 @@ def comfy_server(comfy_server, frontend, request):
     if frontend == CORE_FRONTEND:
         return comfy_server
     server = request.getfixturevalue("_new_frontend_server")()
-    request.node.stash[_NEW_SERVER_KEY] = server
+    server_logs.remember(request, server, "ComfyUI", 200)
     return server
-
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    server = item.stash.get(_NEW_SERVER_KEY, None)
-    if report.when == "call" and report.failed and server is not None:
-        report.sections.append((f"ComfyUI log ({server.name}, port {server.port})", server.log_tail(200)))
 
 
 @dataclass

@@ -8,7 +8,7 @@
 * ``redis_server_factory`` (function): ``make(name)`` -> a private started server, stopped after the
   test; for tests that kill or restart Redis.
 
-A failing test gets the tail of the Redis log attached to its report.
+A failing test gets the tail of the Redis log attached to its report (harness.server_logs).
 """
 
 from __future__ import annotations
@@ -19,26 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from . import server_logs
 from .redis_server import RedisServer
-
-_REDIS_KEY = pytest.StashKey[list]()
-
-
-def _used(request: pytest.FixtureRequest) -> list[RedisServer]:
-    used = request.node.stash.get(_REDIS_KEY, None)
-    if used is None:
-        used = []
-        request.node.stash[_REDIS_KEY] = used
-    return used
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call" and report.failed:
-        for server in item.stash.get(_REDIS_KEY, []):
-            report.sections.append((f"redis log ({server.name}, port {server.port})", server.log_tail(60)))
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +36,7 @@ def redis_url(redis_server: RedisServer, request: pytest.FixtureRequest) -> str:
 
     if not redis_server.alive():
         redis_server.start()
-    _used(request).append(redis_server)
+    server_logs.remember(request, redis_server, "redis", 60)
     client = redis.Redis.from_url(redis_server.url)
     try:
         client.flushdb()
@@ -84,7 +66,7 @@ def redis_server_factory(tmp_path: Path, request: pytest.FixtureRequest):
     def make(name: str = "redis-private") -> RedisServer:
         server = RedisServer(tmp_path / name, name=name)
         started.append(server)
-        _used(request).append(server)
+        server_logs.remember(request, server, "redis", 60)
         return server.start()
 
     yield make
