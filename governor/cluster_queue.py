@@ -121,6 +121,7 @@ class ClusterQueue:
         self.classes_key = ""
         self.attempts: dict[str, int] = {}  # prompt id -> the fencing attempt this server runs
         self.outbox: list[tuple[str, str, int, dict[str, Any]]] = []  # (op, prompt id, attempt, data) unsent
+        self._ops = {"finish": self._finish, "retry": self._retry}
         self.control_version = -1  # the shared control record's version last applied here
         self.reachable = True
         self.failed_at = 0.0  # wall-clock time a call last found Redis unreachable
@@ -189,13 +190,17 @@ class ClusterQueue:
     def finished(self, job: Job) -> bool:
         """Report the final state of a job run here (fenced); queued in the outbox while Redis is down.
         False when the attempt was fenced off (this server was declared dead and the job moved on)."""
+        return self._send("finish", job, {"summary": job.summary(), "retry": retry_source(job)})
+
+    def _send(self, op: str, job: Job, data: dict[str, Any]) -> bool:
+        """Send an attempt's end (``finish`` / ``retry``, fenced by its attempt number); while Redis is
+        unreachable it waits in the outbox for ``flush`` and counts as sent."""
         attempt = self.attempts.pop(job.prompt_id, job.attempts)
-        data = {"summary": job.summary(), "retry": retry_source(job)}
         try:
-            return self._finish(job.prompt_id, attempt, data)
-        except Exception as e:  # Redis unreachable: report when it is back (``flush``)
-            log.warning("could not report the end of %s to Redis (%s); will retry", job.prompt_id, e)
-            self.outbox.append(("finish", job.prompt_id, attempt, data))
+            return self._ops[op](job.prompt_id, attempt, data)
+        except Exception as e:
+            log.warning("could not send the %s of %s to Redis (%s); will retry", op, job.prompt_id, e)
+            self.outbox.append((op, job.prompt_id, attempt, data))
             return True
 
     def _finish(self, prompt_id: str, attempt: int, data: dict[str, Any]) -> bool:
@@ -220,14 +225,7 @@ class ClusterQueue:
 
     def retried(self, job: Job, not_before: float, now: float) -> bool:
         """Send the running attempt back to the head of its tier (fenced); payload keeps its errors."""
-        attempt = self.attempts.pop(job.prompt_id, job.attempts)
-        data = {"not_before": not_before, "payload": encode(job, "").payload}
-        try:
-            return self._retry(job.prompt_id, attempt, data)
-        except Exception as e:  # Redis unreachable: requeue when it is back (``flush``)
-            log.warning("could not requeue %s in Redis (%s); will retry", job.prompt_id, e)
-            self.outbox.append(("retry", job.prompt_id, attempt, data))
-            return True
+        return self._send("retry", job, {"not_before": not_before, "payload": encode(job, "").payload})
 
     def _retry(self, prompt_id: str, attempt: int, data: dict[str, Any]) -> bool:
         if not self.rq.retry(prompt_id, attempt, not_before=data["not_before"], now=time.time()):
@@ -239,7 +237,7 @@ class ClusterQueue:
         """Send the attempt ends that waited for Redis (called by the maintenance tick)."""
         while self.outbox:
             op, prompt_id, attempt, data = self.outbox[0]
-            (self._finish if op == "finish" else self._retry)(prompt_id, attempt, data)
+            self._ops[op](prompt_id, attempt, data)
             self.outbox.pop(0)
 
     # -- reads --------------------------------------------------------------------------------------
